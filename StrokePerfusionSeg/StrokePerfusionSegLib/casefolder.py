@@ -1,0 +1,267 @@
+"""The case folder and cohort formats (DESIGN.md section 3).
+
+A case folder holds ``cbf``, ``cbv``, ``mtt``, ``ttp``, ``tmax``, ``mip`` as float32 NIfTI
+(``<name>.nii.gz``), optionally ``ctp.nii.gz`` (4D, HU), colour-coded copies
+``<name>_rgb.nii.gz`` (uint8 RGB), ``label.nii.gz`` (uint8 0..3) and ``case.json``.
+A cohort is a folder of case folders plus ``cohort.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import imageio
+from .errors import InputError
+from .imageio import Geometry
+from .maps import MAP_NAMES, MAP_SPECS
+
+GROUPS = ("LVO", "NonLVO", "WIS")
+SPLITS = ("train", "val", "test")
+CASE_JSON = "case.json"
+COHORT_JSON = "cohort.json"
+
+
+@dataclass
+class Case:
+    """One patient study in memory.
+
+    Attributes
+    ----------
+    case_id : str
+    geometry : Geometry
+        Grid shared by every 3D array of the case.
+    maps : dict of str to ndarray of float32, shape (z, y, x)
+        Parametric maps in the units of :data:`~StrokePerfusionSegLib.maps.MAP_SPECS`.
+    group : str or None
+        ``LVO``, ``NonLVO`` or ``WIS`` when known.
+    nihss : int or None
+        NIH stroke scale score, 0..42.
+    dt_s : float or None
+        Frame interval of the CTP in s.
+    ctp : ndarray of float32, shape (t, z, y, x), or None
+        Raw CTP in HU.
+    rgb : dict of str to ndarray of uint8, shape (z, y, x, 3)
+        Colour-coded copies of maps.
+    label : ndarray of uint8, shape (z, y, x), or None
+        0 background, 1 brain, 2 penumbra, 3 core.
+    meta : dict
+        Everything else in ``case.json`` (units, source, generator parameters).
+    """
+
+    case_id: str
+    geometry: Geometry
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    group: str | None = None
+    nihss: int | None = None
+    dt_s: float | None = None
+    ctp: np.ndarray | None = None
+    rgb: dict[str, np.ndarray] = field(default_factory=dict)
+    label: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(z, y, x)`` shape of the case's 3D grid."""
+        for array in (*self.maps.values(), self.label):
+            if array is not None:
+                return tuple(array.shape[:3])
+        if self.ctp is not None:
+            return tuple(self.ctp.shape[1:])
+        raise InputError(f"case {self.case_id} holds no image")
+
+    def case_json(self) -> dict:
+        """The ``case.json`` content of this case."""
+        document = dict(self.meta)
+        document.update(
+            id=self.case_id,
+            group=self.group,
+            nihss=self.nihss,
+            dt_s=self.dt_s,
+            units={name: MAP_SPECS[name].unit for name in self.maps} | {"ctp": "HU"},
+        )
+        return document
+
+
+def _temporary_sibling(folder: Path) -> Path:
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+
+
+def write_json(document: dict, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        json.dump(document, stream, indent=2, sort_keys=False)
+        stream.write("\n")
+    os.replace(temporary, path)
+    return path
+
+
+def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``case`` as a case folder, atomically.
+
+    Everything is written into a hidden temporary folder beside ``folder``, which is renamed
+    into place at the end; an existing ``folder`` is an :class:`InputError` unless
+    ``overwrite``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise InputError(f"output folder {folder} already exists: remove it or choose another")
+    staging = _temporary_sibling(folder)
+    try:
+        for name, array in case.maps.items():
+            imageio.write_array(array.astype(np.float32), case.geometry, staging / f"{name}.nii.gz")
+        for name, array in case.rgb.items():
+            imageio.write_array(array.astype(np.uint8), case.geometry, staging / f"{name}_rgb.nii.gz")
+        if case.ctp is not None:
+            imageio.write_array(
+                case.ctp.astype(np.float32), case.geometry, staging / "ctp.nii.gz", dt_s=case.dt_s
+            )
+        if case.label is not None:
+            imageio.write_array(case.label.astype(np.uint8), case.geometry, staging / "label.nii.gz")
+        write_json(case.case_json(), staging / CASE_JSON)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def _read_checked(path: Path, case_id: str, geometry: Geometry | None):
+    array, found, _ = imageio.read_array(path)
+    if geometry is not None and not found.matches(geometry):
+        raise InputError(
+            f"case {case_id}: {path.name} does not share the grid of the other maps "
+            f"(spacing {found.spacing} vs {geometry.spacing}); resample it onto one grid"
+        )
+    return array, found
+
+
+def load_case(
+    folder: str | os.PathLike,
+    *,
+    maps: tuple[str, ...] | None = None,
+    with_ctp: bool = False,
+    with_rgb: bool = False,
+    with_label: bool = True,
+) -> Case:
+    """Read a case folder.
+
+    Parameters
+    ----------
+    folder : path
+    maps : tuple of str, optional
+        Maps to read (default: every map file present). A requested map that is missing is an
+        :class:`InputError`.
+    with_ctp, with_rgb, with_label : bool
+        Also read ``ctp.nii.gz``, the ``*_rgb`` copies, ``label.nii.gz`` when present.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"case folder not found: {folder}")
+    meta = {}
+    if (folder / CASE_JSON).is_file():
+        try:
+            meta = json.loads((folder / CASE_JSON).read_text())
+        except json.JSONDecodeError as error:
+            raise InputError(f"{folder / CASE_JSON} is not valid JSON ({error}); fix or remove it") from None
+    case_id = str(meta.pop("id", folder.name))
+    wanted = maps if maps is not None else tuple(n for n in MAP_NAMES if (folder / f"{n}.nii.gz").is_file())
+    geometry = None
+    loaded = {}
+    for name in wanted:
+        path = folder / f"{name}.nii.gz"
+        if not path.is_file():
+            raise InputError(f"case {case_id}: missing {path.name} in {folder}; add it or choose other inputs")
+        array, geometry = _read_checked(path, case_id, geometry)
+        if array.ndim != 3:
+            raise InputError(f"case {case_id}: {path.name} must be a 3D scalar image, got shape {array.shape}")
+        loaded[name] = array.astype(np.float32)
+    rgb = {}
+    if with_rgb:
+        for name in wanted:
+            path = folder / f"{name}_rgb.nii.gz"
+            if path.is_file():
+                rgb[name], geometry = _read_checked(path, case_id, geometry)
+    label = None
+    if with_label and (folder / "label.nii.gz").is_file():
+        label, geometry = _read_checked(folder / "label.nii.gz", case_id, geometry)
+        if label.size and (label.min() < 0 or label.max() > 3):
+            raise InputError(f"case {case_id}: label.nii.gz has values outside 0..3; relabel it")
+        label = label.astype(np.uint8)
+    ctp = None
+    dt_s = meta.pop("dt_s", None)
+    if with_ctp:
+        path = folder / "ctp.nii.gz"
+        if not path.is_file():
+            raise InputError(f"case {case_id}: no ctp.nii.gz in {folder}")
+        image = imageio.read_image(path)
+        ctp = imageio.sitk.GetArrayFromImage(image).astype(np.float32)
+        geometry = geometry or Geometry.from_image(image)
+        if dt_s is None and image.GetDimension() == 4:
+            dt_s = float(image.GetSpacing()[3])
+    if geometry is None:
+        raise InputError(f"case folder {folder} holds no map, label or CTP image")
+    meta.pop("units", None)
+    return Case(
+        case_id=case_id,
+        geometry=geometry,
+        maps=loaded,
+        group=meta.pop("group", None),
+        nihss=meta.pop("nihss", None),
+        dt_s=dt_s,
+        ctp=ctp,
+        rgb=rgb,
+        label=label,
+        meta=meta,
+    )
+
+
+@dataclass
+class Cohort:
+    """A folder of case folders with their groups and patient-level split."""
+
+    root: Path
+    cases: list[dict]  # each {"id", "group", "nihss", "split"}
+
+    def ids(self, split: str | None = None, group: str | None = None) -> list[str]:
+        """Case ids, optionally of one split and/or one group."""
+        return [
+            c["id"]
+            for c in self.cases
+            if (split is None or c.get("split") == split) and (group is None or c.get("group") == group)
+        ]
+
+    def case_folder(self, case_id: str) -> Path:
+        return self.root / case_id
+
+
+def save_cohort_index(root: str | os.PathLike, cases: list[dict], extra: dict | None = None) -> Path:
+    """Write ``cohort.json`` listing ``cases`` (dicts with id, group, nihss, split)."""
+    document = {"cases": cases, "groups": sorted({c["group"] for c in cases})}
+    document["split"] = {s: [c["id"] for c in cases if c.get("split") == s] for s in SPLITS}
+    document.update(extra or {})
+    return write_json(document, Path(root) / COHORT_JSON)
+
+
+def load_cohort(root: str | os.PathLike) -> Cohort:
+    """Read ``cohort.json`` of a cohort folder."""
+    root = Path(root)
+    index = root / COHORT_JSON
+    if not index.is_file():
+        raise InputError(f"{root} is not a cohort: {COHORT_JSON} is missing (make one with `strokeperfusionseg phantom`)")
+    try:
+        document = json.loads(index.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{index} is not valid JSON ({error})") from None
+    return Cohort(root=root, cases=list(document.get("cases", [])))

@@ -1,0 +1,60 @@
+"""The ``strokeperfusionseg`` command line.
+
+Each sub-command lives in :mod:`StrokePerfusionSegLib.commands` as a module with
+``register(subparsers)``; heavy imports (torch, pydicom) happen inside the command, so
+``--help`` is instant. Exit status: 0 success, 2 user error (:class:`InputError`), 1 failure,
+130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
+
+#: Sub-command modules in the order ``--help`` lists them.
+COMMAND_MODULES = ("demo", "phantom", "perfusion", "segment", "model_info", "bench")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strokeperfusionseg",
+        description=(
+            "Segment the ischemic core and penumbra of acute ischemic stroke from CT perfusion. "
+            "Decision support only: a physician reviews every result."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"{__package__}.commands.{name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (CancelledError, KeyboardInterrupt):
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    except Exception:  # a bug, not a user mistake: keep the traceback for the report
+        logging.exception("strokeperfusionseg failed")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Image geometry and NIfTI/NRRD reading and writing through SimpleITK.
+
+Arrays are ``(z, y, x)`` (3D), ``(t, z, y, x)`` (4D) or ``(z, y, x, 3)`` (RGB); geometry is
+kept beside them in a :class:`Geometry` (ITK order, LPS). Every write goes to a temporary file
+in the target folder and is renamed into place, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+READABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a 3D voxel grid lies in patient space.
+
+    Attributes
+    ----------
+    spacing : (3,) tuple of float
+        Voxel size in mm, ITK order ``(x, y, z)``.
+    origin : (3,) tuple of float
+        Centre of the first voxel in mm, LPS.
+    direction : (9,) tuple of float
+        Row-major 3x3 direction cosines (ITK), columns are the x, y, z axes in LPS.
+    """
+
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Voxel size in mm in numpy array-axis order ``(z, y, x)``."""
+        return (self.spacing[2], self.spacing[1], self.spacing[0])
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in ml (mm^3 / 1000)."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+    @classmethod
+    def from_image(cls, image: sitk.Image) -> "Geometry":
+        """Geometry of a 3D image, or of the first three axes of a 4D image."""
+        dim = image.GetDimension()
+        if dim not in (3, 4):
+            raise InputError(f"expected a 3D or 4D image, got {dim}D")
+        spacing = tuple(float(s) for s in image.GetSpacing()[:3])
+        origin = tuple(float(o) for o in image.GetOrigin()[:3])
+        direction = np.array(image.GetDirection(), dtype=float).reshape(dim, dim)[:3, :3]
+        return cls(spacing, origin, tuple(float(d) for d in direction.ravel()))
+
+    def apply(self, image: sitk.Image) -> sitk.Image:
+        """Set this geometry on a 3D image (or the spatial part of a 4D one), in place."""
+        if image.GetDimension() == 3:
+            image.SetSpacing(self.spacing)
+            image.SetOrigin(self.origin)
+            image.SetDirection(self.direction)
+        else:
+            image.SetSpacing(self.spacing + (image.GetSpacing()[3],))
+            image.SetOrigin(self.origin + (0.0,))
+            direction = np.eye(4)
+            direction[:3, :3] = np.array(self.direction).reshape(3, 3)
+            image.SetDirection(tuple(direction.ravel()))
+        return image
+
+    def matches(self, other: "Geometry", tolerance_mm: float = 1e-3) -> bool:
+        """True when both grids have the same spacing, origin and direction (within tolerance)."""
+        return (
+            np.allclose(self.spacing, other.spacing, atol=tolerance_mm)
+            and np.allclose(self.origin, other.origin, atol=tolerance_mm)
+            and np.allclose(self.direction, other.direction, atol=1e-4)
+        )
+
+
+def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None = None) -> sitk.Image:
+    """Wrap a ``(z, y, x)``, ``(z, y, x, 3)`` RGB or ``(t, z, y, x)`` array as a SimpleITK image.
+
+    ``dt_s`` (frame interval in s) is required for 4D arrays and stored as the 4th spacing.
+    """
+    array = np.asarray(array)
+    if array.ndim == 4 and array.shape[-1] == 3 and array.dtype == np.uint8:
+        image = sitk.GetImageFromArray(array, isVector=True)
+    elif array.ndim == 4:
+        if dt_s is None:
+            raise InputError("a 4D CTP image needs its frame interval dt (s)")
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((1.0, 1.0, 1.0, float(dt_s)))
+    elif array.ndim == 3:
+        image = sitk.GetImageFromArray(array)
+    else:
+        raise InputError(f"cannot store an array of shape {array.shape} as an image")
+    return geometry.apply(image)
+
+
+def read_image(path: str | os.PathLike) -> sitk.Image:
+    """Read a NIfTI/NRRD/MetaImage file; an :class:`InputError` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    if not str(path).lower().endswith(READABLE_SUFFIXES):
+        raise InputError(
+            f"{path.name} is not a NIfTI/NRRD/MetaImage file: give a file ending in "
+            + ", ".join(READABLE_SUFFIXES)
+        )
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise InputError(f"cannot read {path}: {first_line}; is the file complete?") from None
+
+
+def read_array(path: str | os.PathLike) -> tuple[np.ndarray, Geometry, sitk.Image]:
+    """Read an image file as ``(array, geometry, image)``; see :func:`read_image`."""
+    image = read_image(path)
+    return sitk.GetArrayFromImage(image), Geometry.from_image(image), image
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
+    """Write ``image`` atomically: to a temporary file beside ``path``, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".nii.gz"
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    try:
+        sitk.WriteImage(image, temporary, compress)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_array(
+    array: np.ndarray, geometry: Geometry, path: str | os.PathLike, *, dt_s: float | None = None
+) -> Path:
+    """Write an array with its geometry; see :func:`array_to_image` and :func:`write_image`."""
+    return write_image(array_to_image(array, geometry, dt_s=dt_s), path)
