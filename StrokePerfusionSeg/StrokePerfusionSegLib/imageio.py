@@ -93,10 +93,11 @@ def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None 
     elif array.ndim == 4:
         if dt_s is None:
             raise InputError("a 4D CTP image needs its frame interval dt (s)")
-        image = sitk.GetImageFromArray(array)
+        image = sitk.GetImageFromArray(array, isVector=False)
         image.SetSpacing((1.0, 1.0, 1.0, float(dt_s)))
     elif array.ndim == 3:
-        image = sitk.GetImageFromArray(array)
+        # isVector=False: SimpleITK would otherwise take a short last axis for colour components.
+        image = sitk.GetImageFromArray(array, isVector=False)
     else:
         raise InputError(f"cannot store an array of shape {array.shape} as an image")
     return geometry.apply(image)
