@@ -1,0 +1,170 @@
+"""How parametric maps become network input: the one definition every model, trainer and bundle uses.
+
+Two encodings exist; a model bundle records which one its model expects.
+
+``"rgb"`` (paper faithful)
+    Each map is the colour-coded image a vendor console exports: given directly as
+    ``(z, y, x, 3)`` uint8, or made from a scalar map with :func:`maps.encode_rgb` (the map's
+    window and :data:`maps.PERFUSION_LUT`; the MIP in grey levels).
+``"scalar"``
+    Each map is clipped to its window (:data:`maps.MAP_SPECS`), scaled to 0..1 and repeated
+    on the three channels a VGG-16 trunk reads. A colour-coded input is first decoded with
+    :func:`maps.decode_rgb`.
+
+Both end in 0..1 per channel, then ImageNet mean/std normalisation (the statistics the
+torchvision VGG-16 weights were trained with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import maps
+from .errors import InputError
+
+#: Encoding names a model may declare.
+ENCODINGS = ("rgb", "scalar")
+#: Per-channel (R, G, B) mean and standard deviation of ImageNet, for inputs in 0..1.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def is_colour_coded(image: np.ndarray) -> bool:
+    """True for a colour-coded map ``(z, y, x, 3)``; False for a scalar map ``(z, y, x)``."""
+    return np.ndim(image) == 4 and np.shape(image)[-1] == 3
+
+
+def _check_map(name: str, image) -> np.ndarray:
+    """Validate one map and return it as an array (InputError naming the map otherwise)."""
+    maps.map_spec(name)
+    image = np.asarray(image)
+    if is_colour_coded(image):
+        if image.dtype != np.uint8:
+            raise InputError(
+                f"colour-coded map '{name}' has dtype {image.dtype}: give RGB as uint8 0..255 "
+                "or give the scalar map (z, y, x) in its unit"
+            )
+        return image
+    if image.ndim != 3:
+        raise InputError(
+            f"map '{name}' has shape {image.shape}: give a 3D scalar map (z, y, x) "
+            "or a colour-coded map (z, y, x, 3); a single 2D slice needs a leading axis of 1"
+        )
+    if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+        raise InputError(f"map '{name}' has dtype {image.dtype}: give real numbers in the map's unit")
+    if not np.isfinite(image).all():
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise InputError(
+            f"map '{name}' holds {bad} NaN/inf voxels: replace them (e.g. with 0) before segmenting"
+        )
+    return image
+
+
+def _normalised_levels(table: np.ndarray) -> np.ndarray:
+    """A ``(256, 3)`` uint8 colour table as ImageNet-normalised float32 channel values."""
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    return (table.astype(np.float32) / np.float32(255.0) - mean) / std
+
+
+def _encode_branch(name: str, image: np.ndarray, encoding: str, out: np.ndarray) -> None:
+    """Write one map, encoded and normalised, into ``out`` of shape ``(z, 3, y, x)``.
+
+    Colour work goes through 256-entry tables, so each output value is one table look-up.
+    """
+    if encoding == "rgb":
+        if is_colour_coded(image):
+            levels = _normalised_levels(maps.GREY_LUT)  # the identity table: level i -> i
+            for channel in range(3):
+                out[:, channel] = levels[:, channel][image[..., channel]]
+        else:
+            levels = _normalised_levels(maps.lut_for(name))
+            index = maps.window_to_index(image, name)
+            for channel in range(3):
+                out[:, channel] = levels[:, channel][index]
+        return
+    values = maps.decode_rgb(image, name) if is_colour_coded(image) else image
+    low, high = maps.map_spec(name).window
+    unit = np.clip((np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
+    for channel in range(3):
+        out[:, channel] = (unit - np.float32(IMAGENET_MEAN[channel])) / np.float32(IMAGENET_STD[channel])
+
+
+def encode_inputs(
+    images: Mapping[str, np.ndarray], inputs: Sequence[str], encoding: str = "rgb"
+) -> np.ndarray:
+    """Stack the maps a model reads into its input tensor.
+
+    Parameters
+    ----------
+    images : mapping of str to ndarray
+        Map name -> scalar map ``(z, y, x)`` in its unit (any real dtype) or colour-coded map
+        ``(z, y, x, 3)`` uint8. Maps not named in ``inputs`` are ignored (the MIP is often
+        passed for the brain mask only).
+    inputs : sequence of str
+        Map names in branch order, e.g. ``("cbf", "cbv", "ttp", "tmax")``.
+    encoding : {"rgb", "scalar"}
+        See the module docstring.
+
+    Returns
+    -------
+    ndarray of float32, shape ``(z, len(inputs), 3, y, x)``
+        ImageNet-normalised input, one slice per row.
+
+    Raises
+    ------
+    InputError
+        Unknown encoding or map name, a missing map, maps of different ``(z, y, x)`` shapes,
+        NaN/inf in a scalar map, a non-uint8 colour-coded map, or an array that is not 3D.
+    """
+    if encoding not in ENCODINGS:
+        raise InputError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    if len(inputs) == 0:
+        raise InputError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
+    missing = [name for name in inputs if name not in images]
+    if missing:
+        raise InputError(
+            f"missing input map(s) {', '.join(missing)}: the model reads {', '.join(inputs)}; "
+            f"given {', '.join(images) or 'none'}"
+        )
+    checked = {name: _check_map(name, images[name]) for name in inputs}
+    shapes = {name: image.shape[:3] for name, image in checked.items()}
+    if len(set(shapes.values())) > 1:
+        listing = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise InputError(f"input maps differ in shape (z, y, x): {listing}; resample them to one grid")
+
+    z, y, x = next(iter(shapes.values()))
+    out = np.empty((z, len(inputs), 3, y, x), dtype=np.float32)
+    for branch, name in enumerate(inputs):
+        _encode_branch(name, checked[name], encoding, out[:, branch])
+    return out
+
+
+def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
+    """What a model bundle records about its input encoding (JSON-ready).
+
+    Lists, per input in branch order, the unit, window and colour table (``"perfusion"`` for
+    :data:`maps.PERFUSION_LUT` with its control points, ``"grey"`` for the MIP), plus the
+    normalisation, so a bundle stays interpretable without this code.
+    """
+    if encoding not in ENCODINGS:
+        raise InputError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    per_input = []
+    for name in inputs:
+        spec = maps.map_spec(name)
+        per_input.append(
+            {
+                "name": name,
+                "unit": spec.unit,
+                "window": list(spec.window),
+                "lut": "perfusion" if spec.colour and encoding == "rgb" else "grey",
+            }
+        )
+    return {
+        "encoding": encoding,
+        "inputs": per_input,
+        "lut_control_points": [[p, list(c)] for p, c in maps.LUT_CONTROL_POINTS],
+        "normalisation": {"scale": "0..1", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+    }

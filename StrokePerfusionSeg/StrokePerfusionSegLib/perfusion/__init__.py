@@ -1,0 +1,30 @@
+"""Perfusion analysis: parametric maps from a raw 4D CT perfusion series.
+
+:func:`compute_perfusion_maps` is the entry point; the modules hold its steps:
+:mod:`.bolus` (bolus timing, baseline), :mod:`.aif` (arterial input, venous scaling),
+:mod:`.deconvolution` (bcSVD / oSVD), :mod:`.maps` (the pipeline) and
+:mod:`.reference_object` (a digital reference object with known truth, for validation).
+"""
+
+from .aif import GammaFit, fit_gamma_variate
+from .bolus import Bolus, find_bolus
+from .deconvolution import CirculantDeconvolver, circulant_aif_matrix, oscillation_index
+from .maps import METHODS, MIN_FRAMES, PerfusionResult, compute_perfusion_maps
+from .reference_object import ReferenceStudy, make_reference_study, reference_aif
+
+__all__ = [
+    "Bolus",
+    "CirculantDeconvolver",
+    "GammaFit",
+    "METHODS",
+    "MIN_FRAMES",
+    "PerfusionResult",
+    "ReferenceStudy",
+    "circulant_aif_matrix",
+    "compute_perfusion_maps",
+    "find_bolus",
+    "fit_gamma_variate",
+    "make_reference_study",
+    "oscillation_index",
+    "reference_aif",
+]

@@ -1,0 +1,28 @@
+"""Digital CT-perfusion phantom: real MNI152 anatomy, gamma-variate bolus, lesions with known truth.
+
+:func:`generate_case` makes one patient (4D CTP in HU, maps, colour-coded copies, truth label,
+NIHSS); :func:`simulate` also returns the truth parameter maps; :func:`generate_cohort` writes
+a cohort of case folders with ``cohort.json``. ``docs/phantom.md`` describes the model.
+"""
+
+from .config import MAP_SOURCES, PAPER_GROUP_COUNTS, PAPER_SPLIT, PhantomConfig, parse_groups
+from .cohort import assign_groups, case_seed, generate_cohort, split_patients
+from .generator import TRUTH_UNITS, PhantomStudy, generate_case, load_truth, save_study, simulate
+
+__all__ = [
+    "MAP_SOURCES",
+    "PAPER_GROUP_COUNTS",
+    "PAPER_SPLIT",
+    "PhantomConfig",
+    "PhantomStudy",
+    "TRUTH_UNITS",
+    "assign_groups",
+    "case_seed",
+    "generate_case",
+    "generate_cohort",
+    "load_truth",
+    "parse_groups",
+    "save_study",
+    "simulate",
+    "split_patients",
+]

@@ -1,0 +1,116 @@
+"""Settings of the digital CT-perfusion phantom (acquisition, maps, cohort make-up)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from ..casefolder import GROUPS
+from ..errors import InputError
+
+MAP_SOURCES = ("computed", "truth")
+
+#: Group proportions of the paper's cohort (77 LVO, 60 Non-LVO, 15 WIS of 152 patients).
+PAPER_GROUP_COUNTS = {"LVO": 77, "NonLVO": 60, "WIS": 15}
+#: Patient-level split fractions of the paper (89/30/33 of 152).
+PAPER_SPLIT = (0.58, 0.20, 0.22)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """What the phantom simulates and how.
+
+    Attributes
+    ----------
+    size : int
+        In-plane matrix (pixels per side). The field of view stays ``fov_mm``, so 512 gives
+        0.43 mm pixels (the paper's scanner) and smaller sizes give larger pixels.
+    slices : int
+        Number of axial slices (13-27 is typical for CTP; any >= 2 is allowed).
+    frames : int
+        Number of time frames (>= 10).
+    dt_s : float
+        Frame interval in s (may be non-integer).
+    noise_hu : float
+        Standard deviation of the quantum noise added to every voxel of every frame, in HU.
+    maps : {"computed", "truth"}
+        ``computed``: maps from the simulated CTP by
+        :func:`StrokePerfusionSegLib.perfusion.compute_perfusion_maps`; ``truth``: the
+        simulated tissue parameters themselves (faster; no perfusion analysis needed).
+    perfusion_method : {"bcsvd", "osvd"}
+        Deconvolution used when ``maps == "computed"``.
+    fov_mm : float
+        In-plane field of view in mm.
+    slice_mm : float
+        Slice thickness and spacing in mm.
+    with_ctp, with_rgb : bool
+        Keep the 4D CTP and the colour-coded map copies in the returned case (and its folder).
+    group_counts : dict
+        Relative group frequencies used when a cohort's groups are not given.
+    split : (train, val, test)
+        Fractions of the patient-level split, applied within each group.
+    """
+
+    size: int = 512
+    slices: int = 20
+    frames: int = 40
+    dt_s: float = 1.0
+    noise_hu: float = 3.0
+    maps: str = "computed"
+    perfusion_method: str = "bcsvd"
+    fov_mm: float = 220.0
+    slice_mm: float = 5.0
+    with_ctp: bool = True
+    with_rgb: bool = True
+    group_counts: dict = field(default_factory=lambda: dict(PAPER_GROUP_COUNTS))
+    split: tuple = PAPER_SPLIT
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def pixel_mm(self) -> float:
+        """In-plane pixel size in mm."""
+        return self.fov_mm / self.size
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first bad setting and its allowed range."""
+        checks = (
+            (isinstance(self.size, int) and 16 <= self.size <= 1024, f"--size must be an integer 16..1024, got {self.size}"),
+            (isinstance(self.slices, int) and 2 <= self.slices <= 64, f"--slices must be an integer 2..64, got {self.slices}"),
+            (isinstance(self.frames, int) and 10 <= self.frames <= 200, f"--frames must be an integer 10..200, got {self.frames}"),
+            (_finite(self.dt_s) and 0.1 <= self.dt_s <= 5.0, f"--dt must be 0.1..5 s, got {self.dt_s}"),
+            (_finite(self.noise_hu) and 0.0 <= self.noise_hu <= 100.0, f"--noise-hu must be 0..100 HU, got {self.noise_hu}"),
+            (self.maps in MAP_SOURCES, f"--maps must be one of {', '.join(MAP_SOURCES)}, got '{self.maps}'"),
+            (self.perfusion_method in ("bcsvd", "osvd"), f"perfusion method must be bcsvd or osvd, got '{self.perfusion_method}'"),
+            (_finite(self.fov_mm) and 150.0 <= self.fov_mm <= 400.0, f"field of view must be 150..400 mm, got {self.fov_mm}"),
+            (_finite(self.slice_mm) and 0.5 <= self.slice_mm <= 10.0, f"slice thickness must be 0.5..10 mm, got {self.slice_mm}"),
+            (set(self.group_counts) <= set(GROUPS) and all(v >= 0 for v in self.group_counts.values())
+             and sum(self.group_counts.values()) > 0, f"group counts must be >= 0 for groups {', '.join(GROUPS)}"),
+            (len(self.split) == 3 and all(f >= 0 for f in self.split) and math.isclose(sum(self.split), 1.0, abs_tol=1e-6),
+             f"split must be three fractions (train, val, test) summing to 1, got {self.split}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise InputError(message)
+
+    def to_dict(self) -> dict:
+        """JSON-ready settings (recorded in every ``case.json``)."""
+        document = asdict(self)
+        document["split"] = list(self.split)
+        return document
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def parse_groups(text: str) -> tuple[str, ...]:
+    """``"LVO,NonLVO"`` -> ``("LVO", "NonLVO")``; an :class:`InputError` for unknown names."""
+    groups = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [g for g in groups if g not in GROUPS]
+    if not groups or unknown:
+        raise InputError(
+            f"bad --groups '{text}': give a comma-separated list of {', '.join(GROUPS)}"
+        )
+    return tuple(dict.fromkeys(groups))

@@ -1,0 +1,364 @@
+"""One phantom patient: anatomy + bolus + lesions -> 4D CTP in HU, maps, truth label, NIHSS.
+
+The forward model per voxel (all fractions from :mod:`.anatomy`)::
+
+    HU(t) = baseline + tissue * C_tissue(t) + artery * C_art(t) + vein * C_vein(t) + noise
+
+``baseline`` mixes grey 35, white 29, CSF 12, blood 40, bone, scalp 40 and air -1000 HU by
+fraction; ``C_tissue`` comes from :func:`StrokePerfusionSegLib.tracer.tissue_curves` with the
+voxel's CBF, CBV (MTT), delay and dispersion. Those parameters are quantised (MTT 0.2 s, delay
+0.1 s, dispersion 0.5 s) so that each distinct set is simulated once and voxels gather their
+curve from a table; the truth maps hold the quantised values, so they are exactly what was
+simulated. Quantum noise is white Gaussian with SD ``noise_hu`` per voxel and frame.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__, imageio, labels, tracer
+from ..casefolder import GROUPS, Case, save_case
+from ..errors import InputError
+from ..maps import MAP_NAMES, encode_rgb
+from .anatomy import Anatomy, build_anatomy, sample_pose
+from .bolus import Bolus, sample_bolus
+from .config import PhantomConfig
+from .lesions import CORE, PENUMBRA, TissueState, simulate_lesions, state_parameters
+
+#: Truth parameter maps written as ``truth_<name>.nii.gz`` beside the case, with their units.
+TRUTH_UNITS = {
+    "cbf": "ml/100g/min",
+    "cbv": "ml/100g",
+    "mtt": "s",
+    "delay": "s",
+    "dispersion": "s",
+    "tmax": "s",
+}
+#: Quantisation steps of the simulated parameters (s).
+MTT_STEP_S, DELAY_STEP_S, DISPERSION_STEP_S = 0.2, 0.1, 0.5
+_MTT_RANGE_S, _DELAY_MAX_S, _DISPERSION_MAX_S = (1.0, 40.0), 25.0, 5.0
+#: Below this parenchyma fraction a voxel is not simulated as perfused tissue.
+_MIN_TISSUE_FRACTION = 0.02
+#: Parenchyma fraction from which a voxel is labelled brain (CSF-dominated voxels are background).
+BRAIN_FRACTION = 0.5
+#: NIHSS model: intercept, points per ml core, per ml penumbra, SD of the noise, per group.
+NIHSS_MODEL = {
+    "LVO": (6.0, 0.10, 0.05, 3.5),
+    "NonLVO": (2.0, 0.25, 0.10, 2.5),
+    "WIS": (1.0, 0.0, 0.0, 2.0),
+}
+
+
+@dataclass(frozen=True)
+class TissueProperties:
+    """Normal perfusion and CT densities of one patient (recorded in case.json)."""
+
+    gm_cbf: float
+    gm_cbv: float
+    wm_cbf: float
+    wm_cbv: float
+    gm_hu: float
+    wm_hu: float
+    csf_hu: float
+    blood_hu: float
+    bone_hu: float
+    scalp_hu: float
+    air_hu: float
+    old_infarct_hu: float
+    collateral_delay_s: float
+    collateral_fraction: float
+
+
+def sample_tissue(rng: np.random.Generator) -> TissueProperties:
+    """Published phantom values (DESIGN.md section 5) with per-patient spread."""
+    return TissueProperties(
+        gm_cbf=float(rng.uniform(50.0, 62.0)),
+        gm_cbv=float(rng.uniform(3.3, 4.0)),
+        wm_cbf=float(rng.uniform(22.0, 28.0)),
+        wm_cbv=float(rng.uniform(1.7, 2.1)),
+        gm_hu=35.0 + float(rng.uniform(-1.5, 1.5)),
+        wm_hu=29.0 + float(rng.uniform(-1.5, 1.5)),
+        csf_hu=12.0 + float(rng.uniform(-1.5, 1.5)),
+        blood_hu=40.0,
+        bone_hu=float(rng.uniform(800.0, 1300.0)),
+        scalp_hu=40.0,
+        air_hu=-1000.0,
+        old_infarct_hu=15.0,
+        collateral_delay_s=float(rng.uniform(5.0, 8.0)),
+        collateral_fraction=float(rng.uniform(0.3, 0.7)),
+    )
+
+
+@dataclass
+class PhantomStudy:
+    """A generated patient: the case (as written to disk), its truth maps and stage timings.
+
+    ``truth`` maps :data:`TRUTH_UNITS` names to (z, y, x) float32 arrays of the simulated
+    parameters (0 outside perfused tissue). ``timings`` holds seconds per stage.
+    """
+
+    case: Case
+    truth: dict[str, np.ndarray]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _quantise(values, step, low, high):
+    return np.clip(np.round(values / step), round(low / step), round(high / step)).astype(np.int32)
+
+
+def perfusion_parameters(anatomy: Anatomy, tissue_state: TissueState, tissue: TissueProperties):
+    """Per-voxel CBF (ml/100g/min) and quantised MTT/delay/dispersion indices.
+
+    Returns
+    -------
+    cbf : float32 (z, y, x)
+        Flow of the voxel's parenchyma fraction (partial volume included); 0 where not perfused.
+    mtt_i, delay_i, dispersion_i : int32 (z, y, x)
+        Parameters in units of :data:`MTT_STEP_S`, :data:`DELAY_STEP_S`, :data:`DISPERSION_STEP_S`.
+    perfused : bool (z, y, x)
+    """
+    cbf_factor, cbv_factor, delay, dispersion = state_parameters(tissue_state)
+    intact = 1.0 - tissue_state.old_infarct
+    normal_cbf = anatomy.gm * tissue.gm_cbf + anatomy.wm * tissue.wm_cbf
+    normal_cbv = anatomy.gm * tissue.gm_cbv + anatomy.wm * tissue.wm_cbv
+    perfused = (anatomy.gm + anatomy.wm) * intact > _MIN_TISSUE_FRACTION
+    cbf = np.where(perfused, normal_cbf * intact * cbf_factor, 0.0).astype(np.float32)
+    mtt = 60.0 * normal_cbv * cbv_factor / np.maximum(normal_cbf * cbf_factor, 1e-6)
+    return (
+        cbf,
+        _quantise(mtt, MTT_STEP_S, *_MTT_RANGE_S),
+        _quantise(delay, DELAY_STEP_S, 0.0, _DELAY_MAX_S),
+        _quantise(dispersion, DISPERSION_STEP_S, 0.0, _DISPERSION_MAX_S),
+        perfused,
+    )
+
+
+def curve_table(bolus: Bolus, t_s, mtt_i, delay_i, dispersion_i, perfused):
+    """Simulate each distinct parameter set once.
+
+    Returns
+    -------
+    table : float32 (T, U + 1)
+        Tissue concentration (HU above baseline) of each set at CBF 60 ml/100g/min; column 0
+        is all zeros (not perfused).
+    index : int32 (z, y, x)
+        Column of each voxel.
+    sets : int32 (U, 3)
+        The (mtt, delay, dispersion) indices of each column 1..U.
+    """
+    n_delay = round(_DELAY_MAX_S / DELAY_STEP_S) + 1
+    n_dispersion = round(_DISPERSION_MAX_S / DISPERSION_STEP_S) + 1
+    code = (mtt_i.astype(np.int64) * n_delay + delay_i) * n_dispersion + dispersion_i
+    code = np.where(perfused, code, -1)
+    # Dense look-up instead of a sort: codes are small integers.
+    used = np.zeros(int(code.max(initial=0)) + 1, dtype=bool)
+    used[code[perfused]] = True
+    distinct = np.flatnonzero(used)
+    column = np.zeros(used.size, dtype=np.int32)
+    column[distinct] = np.arange(1, distinct.size + 1, dtype=np.int32)
+    index = np.where(perfused, column[np.maximum(code, 0)], 0).astype(np.int32)
+    sets = np.stack([distinct // (n_delay * n_dispersion), (distinct // n_dispersion) % n_delay,
+                     distinct % n_dispersion], axis=1).astype(np.int32)
+    aif = bolus.arterial(t_s)
+    reference_cbf = 60.0
+    mtt_s = sets[:, 0] * MTT_STEP_S
+    curves = tracer.tissue_curves(
+        aif, t_s, np.full(len(sets), reference_cbf), reference_cbf * mtt_s / 60.0,
+        sets[:, 1] * DELAY_STEP_S, sets[:, 2] * DISPERSION_STEP_S,
+    )
+    table = np.zeros((t_s.size, len(sets) + 1), dtype=np.float32)
+    table[:, 1:] = curves / reference_cbf
+    return table, index, sets
+
+
+def _baseline_hu(anatomy: Anatomy, old_infarct: np.ndarray, tissue: TissueProperties) -> np.ndarray:
+    intact = 1.0 - old_infarct
+    air = np.clip(1.0 - anatomy.gm - anatomy.wm - anatomy.csf - anatomy.artery - anatomy.vein
+                  - anatomy.bone - anatomy.scalp, 0.0, 1.0)
+    return (
+        (anatomy.gm * tissue.gm_hu + anatomy.wm * tissue.wm_hu) * intact
+        + (anatomy.gm + anatomy.wm) * old_infarct * tissue.old_infarct_hu
+        + anatomy.csf * tissue.csf_hu
+        + (anatomy.artery + anatomy.vein) * tissue.blood_hu
+        + anatomy.bone * tissue.bone_hu
+        + anatomy.scalp * tissue.scalp_hu
+        + air * tissue.air_hu
+    ).astype(np.float32)
+
+
+def truth_label(anatomy: Anatomy, tissue_state: TissueState) -> np.ndarray:
+    """0 background, 1 brain (parenchyma >= 50 % of the voxel), 2 penumbra, 3 core."""
+    parenchyma = (anatomy.gm + anatomy.wm) * (1.0 - tissue_state.old_infarct) >= BRAIN_FRACTION
+    label = np.where(parenchyma, labels.BRAIN, labels.BACKGROUND).astype(np.uint8)
+    label[parenchyma & (tissue_state.state == PENUMBRA)] = labels.PENUMBRA
+    label[parenchyma & (tissue_state.state == CORE)] = labels.CORE
+    return label
+
+
+def draw_nihss(group: str, core_ml: float, penumbra_ml: float, rng: np.random.Generator) -> int:
+    """NIHSS 0..42 from group and lesion volumes plus noise (real but imperfect signal)."""
+    intercept, per_core, per_penumbra, sd = NIHSS_MODEL[group]
+    score = intercept + per_core * core_ml + per_penumbra * penumbra_ml + rng.normal(0.0, sd)
+    if group == "WIS":
+        score = abs(score)  # stroke mimics: symptoms without an infarct
+    return int(np.clip(np.round(score), 0, 42))
+
+
+def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> PhantomStudy:
+    """Generate one patient; see the module docstring. Deterministic for ``seed``."""
+    if group not in GROUPS:
+        raise InputError(f"unknown group '{group}': use one of {', '.join(GROUPS)}")
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    pose = sample_pose(rng, config)
+    bolus = sample_bolus(rng)
+    tissue = sample_tissue(rng)
+    anatomy = build_anatomy(config, pose)
+    tissue_state = simulate_lesions(anatomy, group, rng)
+    timings["anatomy_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    t_s = np.arange(config.frames) * config.dt_s
+    cbf, mtt_i, delay_i, dispersion_i, perfused = perfusion_parameters(anatomy, tissue_state, tissue)
+    table, index, sets = curve_table(bolus, t_s, mtt_i, delay_i, dispersion_i, perfused)
+    vessel_curves = np.stack([
+        bolus.arterial(t_s),
+        tissue.collateral_fraction * bolus.arterial(t_s, delay_s=tissue.collateral_delay_s, broadening=1.5),
+        bolus.venous(t_s),
+    ]).astype(np.float32)
+    vessel_fractions = (
+        np.where(tissue_state.affected_artery, 0.0, anatomy.artery).astype(np.float32),
+        np.where(tissue_state.affected_artery, anatomy.artery, 0.0).astype(np.float32),
+        anatomy.vein,
+    )
+    baseline = _baseline_hu(anatomy, tissue_state.old_infarct, tissue)
+    timings["curves_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    ctp = np.empty((config.frames,) + anatomy.shape, dtype=np.float32)
+    for frame in range(config.frames):
+        np.take(table[frame], index, out=ctp[frame])
+        ctp[frame] *= cbf
+        ctp[frame] += baseline
+        for curve, fraction in zip(vessel_curves, vessel_fractions):
+            ctp[frame] += curve[frame] * fraction
+    timings["assembly_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    noise_seed = int(rng.integers(2**63 - 1))
+    if config.noise_hu > 0:
+        generator = torch.Generator().manual_seed(noise_seed)
+        noise = torch.empty(anatomy.shape, dtype=torch.float32)
+        for frame in range(config.frames):
+            noise.normal_(0.0, config.noise_hu, generator=generator)
+            ctp[frame] += noise.numpy()
+    timings["noise_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    truth = truth_maps(cbf, sets, index, perfused)
+    label = truth_label(anatomy, tissue_state)
+    spacing = anatomy.geometry.spacing_zyx
+    if config.maps == "computed":
+        from ..perfusion import compute_perfusion_maps
+
+        result = compute_perfusion_maps(ctp, config.dt_s, spacing, method=config.perfusion_method)
+        maps = {name: np.asarray(result.maps[name], dtype=np.float32) for name in MAP_NAMES}
+    else:
+        ttp = np.where(perfused, t_s[np.argmax(table, axis=0)][index], 0.0).astype(np.float32)
+        maps = {"cbf": truth["cbf"], "cbv": truth["cbv"], "mtt": truth["mtt"], "ttp": ttp,
+                "tmax": truth["tmax"], "mip": ctp.max(axis=0)}
+    timings["maps_s"] = time.perf_counter() - clock
+
+    voxel_ml = anatomy.geometry.voxel_volume_ml
+    core_ml = float(np.count_nonzero(label == labels.CORE) * voxel_ml)
+    penumbra_ml = float(np.count_nonzero(label == labels.PENUMBRA) * voxel_ml)
+    nihss = draw_nihss(group, core_ml, penumbra_ml, rng)
+    source = {
+        "generator": "StrokePerfusionSegLib.phantom",
+        "version": __version__,
+        "seed": int(seed),
+        "config": config.to_dict(),
+        "pose": pose.to_dict(),
+        "bolus": bolus.to_dict(),
+        "tissue": asdict(tissue),
+        "lesions": tissue_state.record,
+        "quantisation_s": {"mtt": MTT_STEP_S, "delay": DELAY_STEP_S, "dispersion": DISPERSION_STEP_S},
+        "noise": {"kind": "white gaussian", "sd_hu": config.noise_hu, "seed": noise_seed},
+        "nihss_model": dict(zip(("intercept", "per_core_ml", "per_penumbra_ml", "sd"), NIHSS_MODEL[group])),
+        "label": {"brain_fraction": BRAIN_FRACTION, "csf_and_old_infarct": "background"},
+        "maps": config.maps,
+        "truth_maps": {f"truth_{name}": unit for name, unit in TRUTH_UNITS.items()},
+    }
+    case = Case(
+        case_id=case_id,
+        geometry=anatomy.geometry,
+        maps=maps,
+        group=group,
+        nihss=nihss,
+        dt_s=float(config.dt_s),
+        ctp=ctp if config.with_ctp else None,
+        rgb={name: encode_rgb(values, name) for name, values in maps.items()} if config.with_rgb else {},
+        label=label,
+        meta={"source": source, "truth_volumes_ml": {"core": core_ml, "penumbra": penumbra_ml}},
+    )
+    return PhantomStudy(case=case, truth=truth, timings=timings)
+
+
+def truth_maps(cbf: np.ndarray, sets: np.ndarray, index: np.ndarray, perfused: np.ndarray) -> dict[str, np.ndarray]:
+    """The simulated parameters as maps (0 outside perfused tissue); see :data:`TRUTH_UNITS`.
+
+    ``tmax`` is where the dispersed residue peaks after the delay, i.e. what an ideal
+    deconvolution against the undispersed arterial input finds.
+    """
+    mtt_s = sets[:, 0] * MTT_STEP_S
+    dispersion_s = sets[:, 2] * DISPERSION_STEP_S
+    peak_time_s, _ = tracer.residue_peak(mtt_s, dispersion_s)
+    per_set = {
+        "mtt": mtt_s,
+        "delay": sets[:, 1] * DELAY_STEP_S,
+        "dispersion": dispersion_s,
+        "tmax": sets[:, 1] * DELAY_STEP_S + peak_time_s,
+    }
+    maps = {"cbf": cbf}
+    for name, values in per_set.items():
+        column = np.concatenate([[0.0], values]).astype(np.float32)
+        maps[name] = column[index]
+    maps["cbv"] = (cbf * maps["mtt"] / 60.0).astype(np.float32)
+    return {name: np.where(perfused, maps[name], 0.0).astype(np.float32) for name in TRUTH_UNITS}
+
+
+def generate_case(case_id: str, group: str, seed: int, config: PhantomConfig) -> Case:
+    """Generate one patient as a :class:`~StrokePerfusionSegLib.casefolder.Case` (see :func:`simulate`)."""
+    return simulate(case_id, group, seed, config).case
+
+
+def save_study(study: PhantomStudy, folder: str | os.PathLike) -> Path:
+    """Write the case folder plus ``truth_<name>.nii.gz``, atomically; an existing folder is an error."""
+    folder = Path(folder)
+    if folder.exists():
+        raise InputError(f"output folder {folder} already exists: remove it or choose another")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        written = save_case(study.case, staging / "case")
+        for name, values in study.truth.items():
+            imageio.write_array(values, study.case.geometry, written / f"truth_{name}.nii.gz")
+        os.replace(written, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def load_truth(folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read the ``truth_<name>.nii.gz`` maps of a phantom case folder."""
+    folder = Path(folder)
+    return {name: imageio.read_array(folder / f"truth_{name}.nii.gz")[0] for name in TRUTH_UNITS}

@@ -1,0 +1,439 @@
+"""Predictor: parametric maps of one study -> labels (and class probabilities).
+
+One call serves every way in (Slicer panel, batch, command line)::
+
+    prediction = predict(images, spacing, method=bundle, nihss=12, mip=mip)
+    prediction.labels  # (z, y, x) uint8: 0 background, 1 brain, 2 penumbra, 3 core
+
+With a model bundle the maps are encoded as the model was trained (:mod:`.encoding`), each
+slice's network input is resampled to the model's square image size and the class
+probabilities back to the input grid (the user's data and the labels' grid never change),
+slices run in batches sized to a memory budget, and the MIP brain mask decides background:
+inside the brain a voxel takes the most probable of brain / penumbra / core, outside it is 0.
+With ``method="threshold"`` the RAPID-like thresholds of :mod:`.thresholding` run instead
+(no weights needed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import maps
+from .brainmask import brain_mask_from_mip
+from .encoding import encode_inputs, is_colour_coded
+from .errors import CancelledError, InputError
+from .labels import BACKGROUND, BRAIN
+
+log = logging.getLogger(__name__)
+
+#: Default memory budget (MB) for the activations of one batch of slices.
+DEFAULT_MEMORY_BUDGET_MB = 2048
+#: Precisions: "auto" picks bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16
+#: (AVX512-BF16 or AMX) and fp32 elsewhere (emulated bf16 is slower than fp32).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+NIHSS_RANGE = (0, 42)
+
+
+@dataclass
+class Prediction:
+    """Result of :func:`predict`.
+
+    Attributes
+    ----------
+    labels : (z, y, x) uint8
+        0 background, 1 brain, 2 penumbra, 3 core, on the input grid.
+    probabilities : (z, C, y, x) float32 or None
+        Softmax class probabilities of the network on the input grid (``C`` = the model's
+        classes, in label order); None for the threshold method.
+    device : str
+        Where the network ran (``cpu``, ``cuda``, ``cuda:0`` ...), ``cpu`` for thresholding.
+    notes : list of str
+        What the user should know about how the result was made.
+    timings : dict of str to float
+        Seconds per step (``encode_s``, ``network_s``, ``postprocess_s``, ``total_s``).
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None
+    device: str
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def predict(
+    images: Mapping[str, np.ndarray],
+    spacing,
+    *,
+    method,
+    nihss: float | None = None,
+    mip: np.ndarray | None = None,
+    device: str = "auto",
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+    precision: str = "auto",
+    threshold_params=None,
+) -> Prediction:
+    """Segment core and penumbra of one study.
+
+    Parameters
+    ----------
+    images : mapping of str to ndarray
+        Map name -> scalar map ``(z, y, x)`` in its unit (:data:`maps.MAP_SPECS`) or
+        colour-coded map ``(z, y, x, 3)`` uint8. Exactly the maps the model reads; ``"mip"``
+        may also be given here for the brain mask.
+    spacing : (3,) sequence of float
+        Voxel size ``(z, y, x)`` in mm.
+    method : Bundle or "threshold"
+        A model bundle (anything with ``.model`` and ``.config``, see :mod:`.bundle`) or the
+        threshold method.
+    nihss : int or None
+        NIHSS score 0..42; required when the model reads it.
+    mip : (z, y, x) ndarray or None
+        MIP in HU for the brain mask (else ``images["mip"]``). Without it a 4-class model
+        decides background itself; 3-class models and thresholding require it.
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+    progress : callable(done_slices, total_slices), optional
+        Called after each batch.
+    cancel : callable() -> bool, optional
+        Checked before each batch; True stops with :class:`CancelledError`.
+    memory_budget_mb : float
+        Activation memory allowed for one batch of slices, in MB.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Autocast precision of the network (see :data:`PRECISIONS`).
+    threshold_params : thresholding.ThresholdParams, optional
+        Thresholds of the threshold method (its defaults when None).
+
+    Returns
+    -------
+    Prediction
+    """
+    start = time.perf_counter()
+    spacing = _check_spacing(spacing)
+    if isinstance(method, str):
+        if method != "threshold":
+            raise InputError(f"unknown method '{method}': give a model bundle or 'threshold'")
+        return _predict_threshold(images, spacing, mip, threshold_params, start)
+    if not (hasattr(method, "model") and hasattr(method, "config")):
+        raise InputError(
+            f"method must be a model bundle (bundle.load_bundle) or 'threshold', got {type(method).__name__}"
+        )
+    return _predict_network(
+        images, spacing, method, nihss, mip, device, progress, cancel, memory_budget_mb, precision, start
+    )
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _check_spacing(spacing) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(s) for s in spacing)
+    except (TypeError, ValueError):
+        raise InputError(f"spacing must be three sizes in mm (z, y, x), got {spacing!r}") from None
+    if len(values) != 3 or not all(math.isfinite(s) and s > 0 for s in values):
+        raise InputError(f"spacing must be three positive sizes in mm (z, y, x), got {spacing!r}")
+    return values
+
+
+def _check_nihss(nihss, required: bool, notes: list[str]) -> float | None:
+    if nihss is None:
+        if required:
+            raise InputError("this model reads the NIHSS score: give nihss (an integer 0..42)")
+        return None
+    try:
+        value = float(nihss)
+    except (TypeError, ValueError):
+        raise InputError(f"NIHSS must be an integer 0..42, got {nihss!r}") from None
+    low, high = NIHSS_RANGE
+    if not (math.isfinite(value) and value == int(value) and low <= value <= high):
+        raise InputError(f"NIHSS must be an integer 0..42, got {nihss!r}: check the score")
+    if not required:
+        notes.append("NIHSS given but this model does not read it; it was ignored")
+        return None
+    return value
+
+
+def _check_grid(images: Mapping[str, np.ndarray], names) -> tuple[int, int, int]:
+    """The common (z, y, x) shape of the named maps; InputError when they differ or are 2D."""
+    shapes = {}
+    for name in names:
+        array = np.asarray(images[name])
+        shape = array.shape[:3] if is_colour_coded(array) else array.shape
+        if len(shape) != 3:
+            raise InputError(
+                f"map '{name}' has shape {array.shape}: give a 3D map (z, y, x) or colour-coded "
+                "(z, y, x, 3); a single slice needs a leading axis of length 1"
+            )
+        shapes[name] = tuple(shape)
+    if len(set(shapes.values())) > 1:
+        listing = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise InputError(f"maps differ in shape (z, y, x): {listing}; resample them to one grid")
+    return next(iter(shapes.values()))
+
+
+def _scalar_map(name: str, image: np.ndarray, notes: list[str]) -> np.ndarray:
+    """A map in its unit: scalar as given, colour-coded decoded through its look-up table."""
+    image = np.asarray(image)
+    if not is_colour_coded(image):
+        return image
+    if image.dtype != np.uint8:
+        raise InputError(f"colour-coded '{name}' has dtype {image.dtype}: give RGB as uint8 0..255")
+    if not maps.map_spec(name).colour and not (
+        np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
+    ):
+        raise InputError(f"'{name}' is shown in grey levels but was given in colour: give the scalar {name} in HU")
+    low, high = maps.map_spec(name).window
+    notes.append(
+        f"{name} was colour-coded; decoded with the product's look-up table, so values are "
+        f"quantised to 1/255 of {low:g}..{high:g} {maps.map_spec(name).unit} and clipped to that window"
+    )
+    return maps.decode_rgb(image, name)
+
+
+def _brain_mask(mip, images, spacing, grid, notes) -> np.ndarray | None:
+    if mip is None:
+        mip = images.get("mip")
+    if mip is None:
+        return None
+    mip = _scalar_map("mip", mip, notes)
+    if tuple(np.shape(mip)) != grid:
+        raise InputError(
+            f"the MIP has shape {np.shape(mip)} but the maps have {grid}: give the MIP of the same study grid"
+        )
+    mask = brain_mask_from_mip(mip, spacing)
+    if not mask.any():
+        notes.append("the MIP brain mask is empty: no brain tissue found, every voxel is background")
+    return mask
+
+
+# --- threshold method ---------------------------------------------------------------------
+
+
+def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
+    from .thresholding import ThresholdParams, threshold_segmentation
+
+    params = ThresholdParams() if params is None else params
+    notes: list[str] = [
+        f"thresholding (RAPID-like): core rCBF < {params.core_rcbf:.0%} of the contralateral mean, "
+        f"hypoperfused Tmax > {params.tmax_s:g} s; decision support only"
+    ]
+    missing = [name for name in ("cbf", "tmax") if name not in images]
+    if missing:
+        raise InputError(f"the threshold method needs {' and '.join(missing)}: give the scalar map(s)")
+    grid = _check_grid(images, ("cbf", "tmax"))
+    cbf = _scalar_map("cbf", images["cbf"], notes)
+    tmax = _scalar_map("tmax", images["tmax"], notes)
+    for name, values in (("cbf", cbf), ("tmax", tmax)):
+        if not np.isfinite(values).all():
+            raise InputError(f"map '{name}' holds NaN/inf voxels: replace them (e.g. with 0) first")
+    mask = _brain_mask(mip, images, spacing, grid, notes)
+    if mask is None:
+        raise InputError("the threshold method needs the MIP for the brain mask: give mip (HU)")
+    encoded = time.perf_counter()
+    labels = threshold_segmentation(cbf, tmax, mask, spacing, params).astype(np.uint8)
+    end = time.perf_counter()
+    timings = {"encode_s": encoded - start, "network_s": 0.0, "postprocess_s": end - encoded,
+               "total_s": end - start}
+    return Prediction(labels, None, "cpu", notes, timings)
+
+
+# --- network method -----------------------------------------------------------------------
+
+
+def _predict_network(
+    images, spacing, bundle, nihss, mip, device, progress, cancel, memory_budget_mb, precision, start
+) -> Prediction:
+    import torch
+
+    config = bundle.config
+    notes: list[str] = []
+    readable = set(config.inputs) | {"mip"}
+    missing = [name for name in config.inputs if name not in images]
+    if missing:
+        raise InputError(
+            f"missing input map(s) {', '.join(missing)}: this model reads {', '.join(config.inputs)}"
+        )
+    extra = sorted(set(images) - readable)
+    if extra:
+        raise InputError(
+            f"input map(s) {', '.join(extra)} not read by this model ({', '.join(config.inputs)}): leave them out"
+        )
+    grid = _check_grid(images, [*config.inputs, *(["mip"] if "mip" in images else [])])
+    nihss = _check_nihss(nihss, config.use_nihss, notes)
+    if memory_budget_mb is None or not memory_budget_mb > 0:
+        raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")
+    mask = _brain_mask(mip, images, spacing, grid, notes)
+    if mask is None:
+        if config.num_classes == 3:
+            raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")
+        notes.append("no MIP given: no brain mask, the network alone decides background")
+    torch_device = _resolve_device(device)
+    dtype = _autocast_dtype(precision, torch_device)
+
+    encoded = encode_inputs({name: images[name] for name in config.inputs}, config.inputs, config.encoding)
+    resampler = _Resampler(grid[1:], config.image_size, _padding_values(config))
+    if resampler.resamples:
+        notes.append(
+            f"network input resampled from {grid[2]}x{grid[1]} to {config.image_size}x{config.image_size} "
+            "pixels per slice (padded to square, bilinear) and probabilities back to the input grid; "
+            "your data and the labels' grid are unchanged"
+        )
+    notes.append(f"precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')} on {torch_device}")
+    encode_end = time.perf_counter()
+
+    probabilities = _run_network(
+        bundle.model, encoded, nihss, torch_device, dtype, resampler,
+        _batch_size(config, memory_budget_mb, dtype), progress, cancel,
+    )
+    network_end = time.perf_counter()
+
+    labels = _labels(probabilities, mask, config.num_classes)
+    end = time.perf_counter()
+    timings = {"encode_s": encode_end - start, "network_s": network_end - encode_end,
+               "postprocess_s": end - network_end, "total_s": end - start}
+    return Prediction(labels, probabilities, str(torch_device), notes, timings)
+
+
+def _resolve_device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("CUDA was requested but no CUDA GPU is available: use device 'cpu' or 'auto'")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}: use auto, cpu or cuda") from None
+
+
+def _autocast_dtype(precision: str, device):
+    """Autocast dtype for ``precision`` on ``device``; None means plain fp32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': use one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        return torch.bfloat16 if native_bf16 else None
+    if precision == "fp16" and device.type == "cpu":
+        raise InputError("fp16 runs on CUDA only: use precision bf16 or fp32 on the CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _batch_size(config, memory_budget_mb: float, dtype) -> int:
+    from .flops import activation_elements_per_slice
+
+    element_bytes = 4 if dtype is None else 2
+    per_slice = activation_elements_per_slice(config) * element_bytes
+    return max(1, int(memory_budget_mb * 2**20 // per_slice))
+
+
+def _padding_values(config) -> np.ndarray:
+    """Encoded value ``(n, 3)`` of an empty (zero) map: what pads a slice to a square."""
+    zero = {name: np.zeros((1, 1, 1), np.float32) for name in config.inputs}
+    return encode_inputs(zero, config.inputs, config.encoding)[0, :, :, 0, 0]
+
+
+class _Resampler:
+    """Pads a slice to a square (centred) and resizes it to the network's size, and back."""
+
+    def __init__(self, shape_yx: tuple[int, int], size: int, pad_values: np.ndarray):
+        self.shape = shape_yx
+        self.size = size
+        self.side = max(shape_yx)
+        self.offset = ((self.side - shape_yx[0]) // 2, (self.side - shape_yx[1]) // 2)
+        self.pad_values = pad_values
+        self.resamples = shape_yx != (size, size)
+
+    def to_network(self, x):
+        """``(B, n, 3, y, x)`` -> ``(B, n, 3, S, S)``."""
+        import torch.nn.functional as F
+
+        if not self.resamples:
+            return x
+        b, n, c, _, _ = x.shape
+        if self.shape[0] != self.shape[1]:
+            square = x.new_empty(b, n, c, self.side, self.side)
+            square[:] = x.new_tensor(self.pad_values)[None, :, :, None, None]
+            (oy, ox), (ny, nx) = self.offset, self.shape
+            square[..., oy : oy + ny, ox : ox + nx] = x
+            x = square
+        x = x.reshape(b, n * c, self.side, self.side)
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                          antialias=self.side > self.size)
+        return x.reshape(b, n, c, self.size, self.size)
+
+    def to_input(self, p):
+        """Probabilities ``(B, C, S, S)`` -> ``(B, C, y, x)``."""
+        import torch.nn.functional as F
+
+        if not self.resamples:
+            return p
+        p = F.interpolate(p, size=(self.side, self.side), mode="bilinear", align_corners=False,
+                          antialias=self.size > self.side)
+        (oy, ox), (ny, nx) = self.offset, self.shape
+        return p[..., oy : oy + ny, ox : ox + nx]
+
+
+def _run_network(model, encoded, nihss, device, dtype, resampler, batch, progress, cancel) -> np.ndarray:
+    """Class probabilities ``(z, C, y, x)`` float32 for encoded slices ``(z, n, 3, y, x)``."""
+    import torch
+
+    model.eval().to(device)
+    channels_last = device.type == "cuda" or not any(p.dim() == 5 for p in model.parameters())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    total = encoded.shape[0]
+    out = None
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
+                                                      enabled=dtype is not None):
+            for first in range(0, total, batch):
+                if cancel is not None and cancel():
+                    raise CancelledError("segmentation cancelled")
+                x = torch.from_numpy(encoded[first : first + batch]).to(device)
+                x = resampler.to_network(x)
+                if channels_last:
+                    # Each branch image (B, 3, S, S) in NHWC, the layout oneDNN/cuDNN convolve fastest.
+                    x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+                scores = None if nihss is None else torch.full((x.shape[0],), nihss, device=device)
+                probabilities = torch.softmax(model(x, scores).float(), dim=1)
+                probabilities = resampler.to_input(probabilities).cpu().numpy()
+                if out is None:
+                    out = np.empty((total, *probabilities.shape[1:]), np.float32)
+                out[first : first + len(probabilities)] = probabilities
+                if progress is not None:
+                    progress(min(first + batch, total), total)
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+    return out
+
+
+def _labels(probabilities: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
+    """Label volume: inside the brain the most probable non-background class, 0 outside.
+
+    4-class models: classes are labels 0..3; without a mask the plain argmax is used.
+    3-class models: classes are brain, penumbra, core (labels 1..3).
+    """
+    if num_classes == 3:
+        labels = (BRAIN + probabilities.argmax(axis=1)).astype(np.uint8)
+    elif mask is None:
+        return probabilities.argmax(axis=1).astype(np.uint8)
+    else:
+        labels = (BRAIN + probabilities[:, BRAIN:].argmax(axis=1)).astype(np.uint8)
+    labels[~mask] = BACKGROUND
+    return labels

@@ -1,0 +1,334 @@
+"""Bring the inputs of one study onto one geometry: maps, MIP, NIHSS and where they came from.
+
+A study comes from exactly one of
+
+* a case folder (``casefolder.load_case``),
+* a DICOM folder (map series recognised by name, or a 4D CTP series),
+* explicit map files (NIfTI/NRRD/MetaImage; scalar, or colour-coded RGB decoded like DICOM
+  secondary captures),
+* a 4D CTP file, from which the maps are computed first.
+
+Whenever the maps are missing but a CTP is there, the maps are computed with
+:func:`~StrokePerfusionSegLib.perfusion.compute_perfusion_maps`. Every map must lie on the
+grid of the first one (same shape, spacing, origin and LPS direction); otherwise an
+:class:`~StrokePerfusionSegLib.errors.InputError` names the map, unless the caller asks for
+resampling, which is then done linearly onto the first map's grid and recorded in the notes.
+Orientation is never changed. :attr:`Study.source` describes the inputs without patient
+identifiers, for reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import imageio
+from .errors import InputError
+from .imageio import Geometry
+from .maps import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
+
+log = logging.getLogger(__name__)
+
+#: The map every study loads when it is available (brain mask, report background).
+OPTIONAL_MAPS = ("mip",)
+NIHSS_RANGE = (0, 42)
+
+
+@dataclass
+class Study:
+    """The inputs of one study on one grid.
+
+    Attributes
+    ----------
+    study_id : str
+        A label chosen by the user (folder or file name); never read from patient attributes.
+    geometry : Geometry
+    maps : dict of str to ndarray of float32, shape (z, y, x)
+        In the units of :data:`~StrokePerfusionSegLib.maps.MAP_SPECS`.
+    nihss : int or None
+    source : dict
+        JSON-ready description of the inputs: ``kind`` (case, dicom, files, ctp) and per map
+        how it was obtained (quantitative, colour, computed) and from which series/file name.
+    reference_headers : list of pydicom.Dataset or None
+        DICOM input only: the headers, in z order, of a series on the study grid, which a DICOM
+        Segmentation refers to.
+    dt_s : float or None
+        Frame interval of the CTP (s) when the maps were computed.
+    notes : list of str
+        What was assumed, converted or masked on the way.
+    timings : dict of str to float
+        Seconds per stage (``read``, ``perfusion``).
+    """
+
+    study_id: str
+    geometry: Geometry
+    maps: dict[str, np.ndarray]
+    nihss: int | None = None
+    source: dict = field(default_factory=dict)
+    reference_headers: list | None = None
+    dt_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return next(iter(self.maps.values())).shape
+
+    @property
+    def is_dicom(self) -> bool:
+        return self.reference_headers is not None
+
+
+def check_nihss(nihss) -> int | None:
+    """The NIHSS score as an int in 0..42, or None; an :class:`InputError` otherwise."""
+    if nihss is None or nihss == "":
+        return None
+    try:
+        value = int(nihss)
+    except (TypeError, ValueError):
+        raise InputError(f"NIHSS '{nihss}' is not a whole number: give the score 0..42") from None
+    if not NIHSS_RANGE[0] <= value <= NIHSS_RANGE[1] or value != float(nihss):
+        raise InputError(f"NIHSS {nihss} is outside 0..42: give the admission NIHSS score")
+    return value
+
+
+class _Grid:
+    """Checks (or resamples) every map onto the first map's grid."""
+
+    def __init__(self, resample: bool, notes: list[str]):
+        self.resample = resample
+        self.notes = notes
+        self.geometry: Geometry | None = None
+        self.shape: tuple | None = None
+        self.first = ""
+
+    def put(self, name: str, values: np.ndarray, geometry: Geometry, origin: str) -> np.ndarray:
+        if self.geometry is None:
+            self.geometry, self.shape, self.first = geometry, values.shape, name
+            return values
+        if values.shape == self.shape and geometry.matches(self.geometry):
+            return values
+        if not self.resample:
+            raise InputError(
+                f"{name.upper()} ({origin}) is not on the grid of {self.first.upper()}: shape "
+                f"{values.shape} vs {self.shape}, spacing {tuple(round(s, 3) for s in geometry.spacing)} vs "
+                f"{tuple(round(s, 3) for s in self.geometry.spacing)} mm, origin or direction may differ; "
+                "export all maps on one grid, or allow resampling (--resample)"
+            )
+        reference = imageio.array_to_image(np.zeros(self.shape, np.float32), self.geometry)
+        moving = imageio.array_to_image(values.astype(np.float32), geometry)
+        resampled = sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
+        note = f"{name}: resampled linearly onto the {self.first.upper()} grid"
+        log.warning(note)
+        self.notes.append(note)
+        return sitk.GetArrayFromImage(resampled).astype(np.float32)
+
+
+def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> dict[str, np.ndarray]:
+    from .perfusion import compute_perfusion_maps
+
+    start = time.perf_counter()
+    result = compute_perfusion_maps(
+        np.asarray(ctp, dtype=np.float32), float(dt_s), geometry.spacing_zyx,
+        method=method, progress=progress, cancel=cancel,
+    )
+    timings["perfusion"] = time.perf_counter() - start
+    return {name: np.asarray(values, dtype=np.float32) for name, values in result.maps.items()}
+
+
+def _wanted(needed: Sequence[str]) -> tuple[str, ...]:
+    for name in needed:
+        map_spec(name)
+    return tuple(dict.fromkeys((*needed, *OPTIONAL_MAPS)))
+
+
+def _from_case(folder, needed, *, perfusion_method, progress, cancel, timings):
+    from .casefolder import load_case
+
+    folder = Path(folder)
+    present = [n for n in _wanted(needed) if (folder / f"{n}.nii.gz").is_file()]
+    missing = [n for n in needed if n not in present]
+    with_ctp = bool(missing) and (folder / "ctp.nii.gz").is_file()
+    if missing and not with_ctp and folder.is_dir():
+        raise InputError(
+            f"case {folder.name}: {', '.join(f'{n}.nii.gz' for n in missing)} missing in {folder} "
+            "and no ctp.nii.gz to compute them from; add the maps or the CTP"
+        )
+    case = load_case(folder, maps=() if with_ctp else tuple(present), with_ctp=with_ctp, with_label=False)
+    source = {"kind": "case", "case": folder.name, "maps": {}}
+    if with_ctp:
+        maps = _maps_from_ctp(case.ctp, case.dt_s, case.geometry, perfusion_method, progress, cancel, timings)
+        source["maps"] = {n: {"from": "ctp.nii.gz", "kind": "computed", "method": perfusion_method} for n in maps}
+    else:
+        maps = case.maps
+        source["maps"] = {n: {"from": f"{n}.nii.gz", "kind": "quantitative"} for n in maps}
+    return case.case_id, case.geometry, maps, case.nihss, source, case.dt_s
+
+
+def _from_files(map_files: Mapping[str, os.PathLike], needed, grid: _Grid, notes):
+    from .dicom.colour import decode_colour_map
+
+    missing = [n for n in needed if n not in map_files]
+    if missing:
+        raise InputError(f"missing map file(s) for {', '.join(missing)}: give --{' --'.join(missing)} FILE")
+    maps, source = {}, {"kind": "files", "maps": {}}
+    for name, path in map_files.items():
+        map_spec(name)
+        values, geometry, image = imageio.read_array(path)
+        kind = "quantitative"
+        if image.GetNumberOfComponentsPerPixel() == 3 and values.dtype == np.uint8:
+            decoded = decode_colour_map(values, name, source=Path(path).name)
+            values, kind = decoded.values, "colour"
+        elif values.ndim != 3:
+            raise InputError(f"{Path(path).name} for {name.upper()} must be a 3D map, got shape {values.shape}")
+        maps[name] = grid.put(name, values.astype(np.float32), geometry, Path(path).name)
+        source["maps"][name] = {"from": Path(path).name, "kind": kind}
+    return maps, source
+
+
+def _from_ctp_file(path, dt_s, *, perfusion_method, progress, cancel, timings):
+    image = imageio.read_image(path)
+    if image.GetDimension() != 4:
+        raise InputError(f"{Path(path).name} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t)")
+    frame_interval = float(dt_s) if dt_s is not None else float(image.GetSpacing()[3])
+    if not frame_interval > 0:
+        raise InputError(f"{Path(path).name} has no usable frame interval: give --dt SECONDS")
+    geometry = Geometry.from_image(image)
+    ctp = sitk.GetArrayFromImage(image).astype(np.float32)
+    maps = _maps_from_ctp(ctp, frame_interval, geometry, perfusion_method, progress, cancel, timings)
+    source = {"kind": "ctp", "ctp": Path(path).name, "dt_s": frame_interval,
+              "maps": {n: {"from": Path(path).name, "kind": "computed", "method": perfusion_method} for n in maps}}
+    return geometry, maps, source, frame_interval
+
+
+def _from_dicom(folder, needed, series_map, grid: _Grid, notes, *, perfusion_method, progress, cancel, timings):
+    from . import dicom
+
+    scan = dicom.scan_folder(folder)
+    if scan.skipped:
+        names = ", ".join(p.name for p, _ in scan.skipped[:3]) + (" ..." if len(scan.skipped) > 3 else "")
+        note = f"skipped {len(scan.skipped)} file(s) that are not DICOM images: {names}"
+        log.warning(note)
+        notes.append(note)
+    recognition = dicom.recognise_series(scan, series_map)
+    notes.extend(recognition.notes)
+    missing = [n for n in needed if n not in recognition.maps]
+    if not recognition.maps and recognition.ctp is None:
+        raise InputError(
+            f"no CT perfusion series in {folder} ({scan.describe_series()}): give the folder that holds "
+            "the CTP or the map series, or name them with --map NAME=<SeriesInstanceUID>"
+        )
+    source = {"kind": "dicom", "folder": Path(folder).name, "maps": {}}
+    if missing and recognition.maps and recognition.unrecognised:
+        # Some maps are there under known names: the others are most likely there too, under
+        # names this product does not know, so ask rather than silently recompute from the CTP.
+        raise recognition.missing_map_error(missing[0], scan)
+    if missing and recognition.ctp is not None:
+        volume = dicom.read_ctp_series(recognition.ctp)
+        maps = _maps_from_ctp(volume.values, volume.dt_s, volume.geometry, perfusion_method, progress, cancel, timings)
+        description = recognition.ctp.description
+        source["maps"] = {n: {"from": description, "kind": "computed", "method": perfusion_method} for n in maps}
+        grid.put("ctp", maps["cbf"], volume.geometry, description)
+        return maps, source, volume.slice_headers, volume.dt_s
+    if missing:
+        raise recognition.missing_map_error(missing[0], scan)
+    maps, reference = {}, None
+    for name in _wanted(needed):
+        if name not in recognition.maps:
+            continue
+        series = recognition.maps[name]
+        volume = dicom.read_map_series(series, name)
+        notes.extend(volume.notes)
+        maps[name] = grid.put(name, volume.values, volume.geometry, series.label)
+        source["maps"][name] = {"from": series.description, "kind": volume.kind}
+        reference = reference or volume.slice_headers
+    return maps, source, reference, None
+
+
+def load_study(
+    *,
+    case_dir: str | os.PathLike | None = None,
+    dicom_dir: str | os.PathLike | None = None,
+    map_files: Mapping[str, str | os.PathLike] | None = None,
+    ctp_file: str | os.PathLike | None = None,
+    nihss: int | None = None,
+    needed: Sequence[str] = PERFUSION_MAP_INPUTS,
+    series_map: Mapping[str, str] | None = None,
+    dt_s: float | None = None,
+    resample: bool = False,
+    perfusion_method: str = "bcsvd",
+    study_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> Study:
+    """Load one study from exactly one source onto one grid.
+
+    Parameters
+    ----------
+    case_dir, dicom_dir, map_files, ctp_file
+        The source; give exactly one. ``map_files`` maps map names to files.
+    nihss : int, optional
+        Overrides the score of a case folder.
+    needed : sequence of str
+        Maps the method needs; the MIP is loaded too when available.
+    series_map : mapping, optional
+        DICOM only: map name (or ``"ctp"``) -> SeriesInstanceUID or series description.
+    dt_s : float, optional
+        Frame interval (s) of ``ctp_file`` when its 4th spacing is not right.
+    resample : bool
+        Resample maps that are not on the first map's grid instead of refusing them.
+    perfusion_method : str
+        Deconvolution when maps are computed from a CTP (``"bcsvd"`` or ``"osvd"``).
+    study_id : str, optional
+        Label of the study (default: the folder or file name).
+    progress, cancel : callable, optional
+        Passed to the perfusion analysis.
+
+    Returns
+    -------
+    Study
+    """
+    given = [s for s in (case_dir, dicom_dir, map_files, ctp_file) if s]
+    if len(given) != 1:
+        raise InputError("give exactly one input: a case folder, a DICOM folder, map files or a CTP file")
+    start = time.perf_counter()
+    notes: list[str] = []
+    timings: dict[str, float] = {}
+    grid = _Grid(resample, notes)
+    reference = None
+    frame_interval = None
+    stored_nihss = None
+    options = dict(perfusion_method=perfusion_method, progress=progress, cancel=cancel, timings=timings)
+    if case_dir:
+        label, geometry, maps, stored_nihss, source, frame_interval = _from_case(case_dir, needed, **options)
+        for name, values in maps.items():
+            grid.put(name, values, geometry, f"{name}.nii.gz")
+    elif dicom_dir:
+        label = Path(dicom_dir).name
+        maps, source, reference, frame_interval = _from_dicom(dicom_dir, needed, series_map, grid, notes, **options)
+    elif map_files:
+        label = Path(next(iter(map_files.values()))).parent.name
+        maps, source = _from_files(map_files, needed, grid, notes)
+    else:
+        label = Path(ctp_file).name.split(".")[0]
+        geometry, maps, source, frame_interval = _from_ctp_file(ctp_file, dt_s, **options)
+        grid.put("cbf", maps["cbf"], geometry, Path(ctp_file).name)
+    timings["read"] = time.perf_counter() - start - timings.get("perfusion", 0.0)
+    return Study(
+        study_id=study_id or label,
+        geometry=grid.geometry,
+        maps={n: maps[n] for n in MAP_NAMES if n in maps},
+        nihss=check_nihss(nihss if nihss is not None else stored_nihss),
+        source=source,
+        reference_headers=reference,
+        dt_s=frame_interval,
+        notes=notes,
+        timings=timings,
+    )

@@ -1,0 +1,130 @@
+"""RAPID-like thresholding on synthetic brains with known lesions, midline, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.thresholding import (
+    ThresholdParams,
+    find_midline,
+    threshold_analysis,
+    threshold_segmentation,
+)
+
+SPACING = (5.0, 2.0, 2.0)
+SHAPE = (4, 64, 64)
+
+
+def _ellipse(tilt_deg: float = 0.0, semi_axes_mm=(55.0, 40.0)) -> np.ndarray:
+    """An axial ellipse, long axis along y tilted by ``tilt_deg``, centred at (64, 62) mm."""
+    y = (np.arange(SHAPE[1]) * SPACING[1] - 64.0)[:, None]
+    x = (np.arange(SHAPE[2]) * SPACING[2] - 62.0)[None, :]
+    angle = np.radians(tilt_deg)
+    along = y * np.cos(angle) + x * np.sin(angle)
+    across = -y * np.sin(angle) + x * np.cos(angle)
+    inside = (along / semi_axes_mm[0]) ** 2 + (across / semi_axes_mm[1]) ** 2 <= 1.0
+    return np.broadcast_to(inside, SHAPE).copy()
+
+
+def _study(seed: int = 0):
+    """Brain with a right-side (+x) lesion: core CBF 5, penumbra CBF 30, normal CBF 50."""
+    rng = np.random.default_rng(seed)
+    brain = _ellipse()
+    cbf = np.where(brain, 50.0 + rng.normal(0, 2, SHAPE), 0.0).astype(np.float32)
+    tmax = np.where(brain, 1.5, 0.0).astype(np.float32)
+    truth = brain.astype(np.uint8)
+    penumbra = brain.copy()
+    penumbra[:, 15:50, :] &= True
+    penumbra[:, :15] = penumbra[:, 50:] = False
+    penumbra[:, :, :40] = False  # x >= 80 mm, right of the 62 mm midline
+    core = penumbra.copy()
+    core[:, :, :46] = False
+    core[:, :25] = core[:, 40:] = False
+    tmax[penumbra] = 9.0
+    cbf[penumbra] = 30.0
+    cbf[core] = 5.0
+    truth[penumbra] = 2
+    truth[core] = 3
+    return cbf, tmax, brain, truth
+
+
+def test_known_lesion_is_found_exactly():
+    cbf, tmax, brain, truth = _study()
+    result = threshold_analysis(cbf, tmax, brain, SPACING)
+    np.testing.assert_array_equal(result.labels, truth)
+    assert result.labels.dtype == np.uint8
+    assert result.affected_side == "+x"
+    assert result.reference_cbf == pytest.approx(50.0, abs=0.5)
+
+
+def test_affected_side_follows_the_lesion_and_reference_is_contralateral():
+    cbf, tmax, brain, truth = _study()
+    flipped = threshold_analysis(cbf[..., ::-1], tmax[..., ::-1], brain[..., ::-1], SPACING)
+    np.testing.assert_array_equal(flipped.labels, truth[..., ::-1])
+    assert flipped.affected_side == "-x"
+    # Lowering the healthy hemisphere's CBF lowers the reference: rCBF is contralateral.
+    left = np.zeros(SHAPE, bool)
+    left[..., :31] = True
+    reference = threshold_analysis(np.where(left, cbf * 0.5, cbf), tmax, brain, SPACING).reference_cbf
+    assert reference == pytest.approx(25.0, abs=0.5)
+
+
+def test_thresholds_are_configurable():
+    cbf, tmax, brain, truth = _study()
+    wide_core = threshold_segmentation(cbf, tmax, brain, SPACING, ThresholdParams(core_rcbf=0.7))
+    assert np.count_nonzero(wide_core == 3) == np.count_nonzero(truth >= 2)  # CBF 30 < 35
+    no_lesion = threshold_segmentation(cbf, tmax, brain, SPACING, ThresholdParams(tmax_s=10.0))
+    np.testing.assert_array_equal(no_lesion, brain.astype(np.uint8))
+
+
+def test_small_islands_are_removed_in_ml():
+    cbf, tmax, brain, truth = _study()
+    tmax[1, 32, 16] = 8.0  # one voxel: 0.02 ml
+    cbf[1, 32, 16] = 1.0
+    labels = threshold_segmentation(cbf, tmax, brain, SPACING)
+    np.testing.assert_array_equal(labels, truth)
+    kept = threshold_segmentation(cbf, tmax, brain, SPACING, ThresholdParams(min_island_ml=0.0))
+    assert kept[1, 32, 16] == 3
+
+
+def test_midline_principal_axis_corrects_head_tilt():
+    midline = find_midline(_ellipse(tilt_deg=12.0), SPACING)
+    assert midline.method == "principal_axis"
+    tilt = np.degrees(np.arctan2(midline.direction[1], midline.direction[0]))
+    assert abs(abs(tilt) - 12.0) < 1.5
+    assert midline.centre_mm == pytest.approx((64.0, 62.0), abs=0.5)
+    round_brain = find_midline(_ellipse(semi_axes_mm=(40.0, 40.0)), SPACING)
+    assert round_brain.method == "centre_of_mass" and round_brain.direction == (1.0, 0.0)
+    image = find_midline(_ellipse(), SPACING, method="image_centre")
+    assert image.centre_mm == pytest.approx((63.0, 63.0))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c, t, b: (c[0], t, b), "cbf has shape"),
+        (lambda c, t, b: (c, t[:, :-1], b), "differ in shape"),
+        (lambda c, t, b: (np.where(b, np.nan, c), t, b), "cbf holds NaN"),
+        (lambda c, t, b: (c, np.full_like(t, np.inf), b), "tmax holds NaN"),
+        (lambda c, t, b: (c, t, np.zeros_like(b)), "brain mask is empty"),
+        (lambda c, t, b: (c, np.full_like(t, 20.0), b), "no normally perfused brain"),
+        (lambda c, t, b: (np.zeros_like(c), t, b), "ml/100g/min"),
+    ],
+)
+def test_bad_input(change, message):
+    cbf, tmax, brain, _ = _study()
+    with pytest.raises(InputError, match=message):
+        threshold_segmentation(*change(cbf, tmax, brain), SPACING)
+
+
+def test_bad_params():
+    with pytest.raises(InputError, match="core_rcbf"):
+        ThresholdParams(core_rcbf=30)
+    with pytest.raises(InputError, match="tmax_s"):
+        ThresholdParams(tmax_s=-1)
+    with pytest.raises(InputError, match="midline"):
+        ThresholdParams(midline="guess")
+    with pytest.raises(InputError, match="spacing"):
+        threshold_segmentation(*_study()[:3], (5.0, 2.0))

@@ -1,0 +1,210 @@
+"""Predictor with a real small network bundle: labels, probabilities, batching, progress,
+cancel, determinism, precision and every bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from StrokePerfusionSegLib import maps
+from StrokePerfusionSegLib.brainmask import brain_mask_from_mip
+from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
+from StrokePerfusionSegLib.errors import CancelledError, InputError
+from StrokePerfusionSegLib.networks import ModelConfig, build_model
+from StrokePerfusionSegLib.predictor import predict
+
+SPACING = (5.0, 1.0, 1.0)
+PMS = ("cbf", "cbv", "ttp", "tmax")
+
+
+def synthetic_study(z=4, y=48, x=40, seed=0):
+    """Elliptic 'head': soft-tissue brain (35 HU MIP) inside a bone ring (400 HU) in air,
+    perfusion maps with a low-flow, late lesion on the left half."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:y, :x]
+    radius = np.hypot((yy - y / 2) / (y / 2), (xx - x / 2) / (x / 2))
+    mip = np.where(radius < 0.75, 35.0, np.where(radius < 0.9, 400.0, 0.0))
+    mip = np.repeat(mip[None], z, axis=0).astype(np.float32)
+    lesion = (radius < 0.6) & (xx < x / 2)
+    maps_ = {
+        "cbf": np.where(lesion, 10.0, 50.0),
+        "cbv": np.where(lesion, 1.5, 4.0),
+        "ttp": np.where(lesion, 25.0, 15.0),
+        "tmax": np.where(lesion, 9.0, 1.5),
+    }
+    images = {
+        name: (np.repeat(v[None], z, axis=0) + rng.normal(0, 0.5, (z, y, x))).astype(np.float32)
+        for name, v in maps_.items()
+    }
+    return images, mip
+
+
+def make_bundle(tmp_path, **config_values):
+    torch.manual_seed(0)
+    config = ModelConfig(**{"width": 1 / 16, "image_size": 64, **config_values})
+    model = build_model(config)
+    folder = save_bundle(tmp_path, model, config, model_id=f"test-{config.arch}-{len(tmp_path.parts)}",
+                         version="0.0.1")
+    return load_bundle(folder)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="module")
+def nihss_bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("nihss"), use_nihss=True, inputs=PMS + ("mip",))
+
+
+@pytest.fixture(scope="module")
+def study():
+    return synthetic_study()
+
+
+def test_end_to_end_labels_follow_probabilities_inside_the_brain(bundle, study):
+    images, mip = study
+    calls = []
+    result = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=1.0,
+                     progress=lambda done, total: calls.append((done, total)))
+    assert result.labels.shape == (4, 48, 40) and result.labels.dtype == np.uint8
+    assert result.probabilities.shape == (4, 4, 48, 40) and result.probabilities.dtype == np.float32
+    assert np.allclose(result.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    mask = brain_mask_from_mip(mip, SPACING)
+    assert mask.any() and not mask.all()
+    assert (result.labels[~mask] == 0).all()
+    expected = 1 + result.probabilities[:, 1:].argmax(axis=1)
+    assert np.array_equal(result.labels[mask], expected[mask])
+    # A tiny budget gives batches of one slice: progress once per slice, ending at the total.
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert result.device == "cpu"
+    assert any("resampled from 40x48 to 64x64" in note for note in result.notes)
+    assert set(result.timings) == {"encode_s", "network_s", "postprocess_s", "total_s"}
+
+
+def test_deterministic_and_independent_of_batch_size(bundle, study):
+    images, mip = study
+    one = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=1.0)
+    again = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=1.0)
+    whole = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=10_000)
+    assert np.array_equal(one.probabilities, again.probabilities)
+    assert np.array_equal(one.labels, again.labels)
+    assert np.allclose(one.probabilities, whole.probabilities, atol=1e-5)
+
+
+def test_colour_coded_maps_give_the_scalar_result(bundle, study):
+    images, mip = study
+    scalar = predict(images, SPACING, method=bundle, mip=mip)
+    rgb = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    coded = predict(rgb, SPACING, method=bundle, mip=mip)
+    assert np.array_equal(scalar.probabilities, coded.probabilities)
+
+
+def test_square_input_at_model_size_is_not_resampled(bundle):
+    images, mip = synthetic_study(z=2, y=64, x=64)
+    result = predict(images, SPACING, method=bundle, mip=mip)
+    assert result.labels.shape == (2, 64, 64)
+    assert not any("resampled" in note for note in result.notes)
+
+
+def test_cancel_stops_between_batches(bundle, study):
+    images, mip = study
+    calls = []
+    with pytest.raises(CancelledError):
+        predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=1.0,
+                progress=lambda done, total: calls.append(done), cancel=lambda: len(calls) >= 1)
+    assert calls == [1]
+
+
+def test_bf16_autocast_on_cpu_is_close_to_fp32(bundle, study):
+    images, mip = study
+    fp32 = predict(images, SPACING, method=bundle, mip=mip, precision="fp32")
+    bf16 = predict(images, SPACING, method=bundle, mip=mip, precision="bf16")
+    assert any("bfloat16" in note for note in bf16.notes)
+    assert np.abs(fp32.probabilities - bf16.probabilities).max() < 0.05
+
+
+def test_nihss_model(nihss_bundle, study):
+    images, mip = study
+    with_mip = {**images, "mip": mip}
+    low = predict(with_mip, SPACING, method=nihss_bundle, nihss=2)
+    high = predict(with_mip, SPACING, method=nihss_bundle, nihss=40)
+    assert not np.array_equal(low.probabilities, high.probabilities)
+    with pytest.raises(InputError, match="NIHSS"):
+        predict(with_mip, SPACING, method=nihss_bundle)
+    for bad in (-1, 43, 2.5, float("nan"), "severe"):
+        with pytest.raises(InputError, match="NIHSS"):
+            predict(with_mip, SPACING, method=nihss_bundle, nihss=bad)
+
+
+def test_nihss_for_a_model_without_it_is_noted(bundle, study):
+    images, mip = study
+    result = predict(images, SPACING, method=bundle, mip=mip, nihss=7)
+    assert any("NIHSS given but this model does not read it" in note for note in result.notes)
+
+
+def test_without_mip_the_network_decides_background(bundle, study, tmp_path):
+    images, _ = study
+    result = predict(images, SPACING, method=bundle)
+    assert np.array_equal(result.labels, result.probabilities.argmax(axis=1))
+    assert any("no MIP" in note for note in result.notes)
+    three = make_bundle(tmp_path, num_classes=3)
+    with pytest.raises(InputError, match="MIP"):
+        predict(images, SPACING, method=three)
+
+
+def test_three_class_model_labels_brain_penumbra_core(tmp_path, study):
+    images, mip = study
+    three = make_bundle(tmp_path, num_classes=3)
+    result = predict(images, SPACING, method=three, mip=mip)
+    mask = brain_mask_from_mip(mip, SPACING)
+    assert result.probabilities.shape[1] == 3
+    assert np.array_equal(result.labels[mask], 1 + result.probabilities.argmax(axis=1)[mask])
+    assert (result.labels[~mask] == 0).all()
+
+
+def _bad_inputs(images, mip):
+    two_d = {**images, "cbf": images["cbf"][0]}
+    shifted = {**images, "cbv": images["cbv"][:, :-1]}
+    nan = {**images, "ttp": np.where(images["ttp"] > 20, np.nan, images["ttp"]).astype(np.float32)}
+    missing = {k: v for k, v in images.items() if k != "tmax"}
+    extra = {**images, "mtt": images["cbf"]}
+    float_rgb = {**images, "cbf": maps.encode_rgb(images["cbf"], "cbf").astype(np.float32)}
+    colour_mip = maps.encode_rgb(mip, "cbf")
+    return [
+        (dict(images=missing), "missing input map"),
+        (dict(images=extra), "mtt not read"),
+        (dict(images=shifted), "differ in shape"),
+        (dict(images=nan), "NaN"),
+        (dict(images=two_d), "3D"),
+        (dict(images=float_rgb), "uint8"),
+        (dict(mip=colour_mip), "grey levels"),
+        (dict(mip=mip[:2]), "MIP has shape"),
+        (dict(mip=np.where(mip > 300, np.inf, mip)), "NaN or infinite"),
+        (dict(spacing=(5.0, 1.0)), "spacing"),
+        (dict(spacing=(5.0, 0.0, 1.0)), "spacing"),
+        (dict(method="unet"), "unknown method"),
+        (dict(method=object()), "model bundle"),
+        (dict(device="tpu"), "unknown device"),
+        (dict(precision="fp16"), "fp16"),
+        (dict(precision="int8"), "precision"),
+        (dict(memory_budget_mb=0), "memory budget"),
+    ]
+
+
+def test_bad_inputs_are_one_line_input_errors(bundle, study):
+    images, mip = study
+    for overrides, message in _bad_inputs(images, mip):
+        arguments = {**dict(images=images, spacing=SPACING, method=bundle, mip=mip), **overrides}
+        with pytest.raises(InputError, match=message) as error:
+            predict(arguments.pop("images"), arguments.pop("spacing"), **arguments)
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_cuda_requested_without_gpu(bundle, study):
+    images, mip = study
+    with pytest.raises(InputError, match="CUDA"):
+        predict(images, SPACING, method=bundle, mip=mip, device="cuda")

@@ -1,0 +1,116 @@
+"""The Slicer module file, its panel (.ui), CMake lists and resources, checked without Slicer.
+
+The module file needs a full Slicer to run; here it is compiled, and everything it names in
+the panel and the build is checked to exist.
+"""
+
+from __future__ import annotations
+
+import ast
+import py_compile
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "StrokePerfusionSeg"
+MODULE_FILE = MODULE_DIR / "StrokePerfusionSeg.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "StrokePerfusionSeg.ui"
+
+
+def ui_widgets() -> dict[str, ElementTree.Element]:
+    tree = ElementTree.parse(UI_FILE)
+    return {widget.get("name"): widget for widget in tree.iter("widget")}
+
+
+def parameter_fields() -> set[str]:
+    module = ast.parse(MODULE_FILE.read_text())
+    for node in module.body:
+        if isinstance(node, ast.ClassDef) and node.name == "StrokePerfusionSegParameterNode":
+            return {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
+    raise AssertionError("StrokePerfusionSegParameterNode not found")
+
+
+def test_module_file_compiles(tmp_path):
+    py_compile.compile(str(MODULE_FILE), cfile=str(tmp_path / "module.pyc"), doraise=True)
+
+
+def test_every_widget_the_module_names_exists_in_the_ui():
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
+    widgets = ui_widgets()
+    assert used, "the module names no widget"
+    assert used <= set(widgets), f"missing in the .ui: {sorted(used - set(widgets))}"
+
+
+def test_ui_binds_every_parameter_to_an_existing_field():
+    bound = {}
+    for name, widget in ui_widgets().items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[name] = prop.find("string").text
+    fields = parameter_fields()
+    assert set(bound.values()) <= fields, sorted(set(bound.values()) - fields)
+    assert fields == set(bound.values())  # every parameter has its widget
+
+
+def test_map_selectors_accept_scalar_and_colour_volumes_only():
+    widgets = ui_widgets()
+    for name in ("cbfSelector", "cbvSelector", "ttpSelector", "tmaxSelector", "mipSelector"):
+        types = [s.text for s in widgets[name].iter("string") if s.text and s.text.startswith("vtkMRML")]
+        assert types == ["vtkMRMLScalarVolumeNode", "vtkMRMLVectorVolumeNode"], name
+    spin = widgets["nihssSpinBox"]
+    numbers = {p.get("name"): int(p.find("number").text) for p in spin.findall("property") if p.find("number") is not None}
+    assert numbers["minimum"] == -1 and numbers["maximum"] == 42  # -1 shows "not set"
+
+
+def test_apply_starts_disabled_with_a_reason():
+    apply_button = ui_widgets()["applyButton"]
+    properties = {p.get("name"): p for p in apply_button.findall("property")}
+    assert properties["enabled"].find("bool").text == "false"
+    assert properties["toolTip"].find("string").text
+
+
+def test_module_never_installs_at_import():
+    """pip/torch installs happen only inside functions run on Apply, never at module level."""
+    module = ast.parse(MODULE_FILE.read_text())
+    top_level_calls = [
+        ast.unparse(node) for node in module.body if isinstance(node, (ast.Expr, ast.Assign))
+    ]
+    assert not [call for call in top_level_calls if "pip_" in call or "installTorch" in call]
+    imports = [ast.unparse(node) for node in module.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert not [line for line in imports if re.search(r"\b(torch|skimage|safetensors)\b", line)]
+
+
+def test_cmake_lists_every_resource_and_script():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest" in text
+    for resource in re.findall(r"^\s+(Resources/\S+)$", text, flags=re.MULTILINE):
+        path = MODULE_DIR / resource.replace("${MODULE_NAME}", "StrokePerfusionSeg")
+        assert path.is_file(), f"CMakeLists.txt lists missing {resource}"
+    top = (ROOT / "CMakeLists.txt").read_text()
+    assert re.search(r'EXTENSION_CATEGORY "Segmentation"', top)
+    assert re.search(r'EXTENSION_DEPENDS "PyTorch"', top)
+    assert "add_subdirectory(StrokePerfusionSeg)" in top
+
+
+@pytest.mark.parametrize("path", [ROOT / "StrokePerfusionSeg.png", MODULE_DIR / "Resources" / "Icons" / "StrokePerfusionSeg.png"])
+def test_icons_are_128_pixels(path):
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (128, 128)
+
+
+def test_requirements_name_installable_packages():
+    from packaging.requirements import Requirement
+
+    lines = [
+        line.strip()
+        for line in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    names = {Requirement(line).name for line in lines}
+    assert "torch" not in names  # PyTorch comes from the PyTorch extension
+    assert {"scikit-image", "safetensors"} <= names

@@ -1,0 +1,42 @@
+"""Two gloo processes under torchrun train the same model as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from training.checkpoints import RunCheckpoints
+from training.config import TrainConfig
+from training.trainer import fit, read_metrics
+
+
+def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
+    # No dropout: its random masks are the one thing the two layouts draw differently.
+    config = TrainConfig(
+        model={"arch": "SF", "inputs": ["cbf", "cbv", "ttp", "tmax"], "use_nihss": True, "width": 1 / 16,
+               "image_size": 32, "dropout": 0.0},
+        stages=["all"], imagenet_weights=None, lr=1e-3, batch_size=2, max_epochs=2, seed=3,
+    )
+    fit(config, tiny_cohort, tmp_path / "single", device="cpu", progress=False)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "training", "fit", str(tmp_path / "config.json"), "--cohort", str(tiny_cohort),
+         "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress"],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, ddp = read_metrics(tmp_path / "single"), read_metrics(tmp_path / "ddp")
+    assert len(single) == len(ddp) == 2
+    for a, b in zip(single, ddp):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["device"] == "cpu x2"
+    a = RunCheckpoints(tmp_path / "single").load_last()["model"]
+    b = RunCheckpoints(tmp_path / "ddp").load_last()["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)

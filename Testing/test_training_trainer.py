@@ -1,0 +1,124 @@
+"""training.trainer: smoke fit, early stopping, best checkpoint, gradual fine-tuning, resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from StrokePerfusionSegLib.networks import build_model
+from training.checkpoints import EarlyStopping, RunCheckpoints
+from training.config import TrainConfig
+from training.trainer import fit, load_run_model, read_metrics
+
+PMS = ["cbf", "cbv", "ttp", "tmax"]
+
+
+def _config(image_size=32, **settings) -> TrainConfig:
+    model = {"arch": "SF", "inputs": PMS, "use_nihss": True, "width": 1 / 16, "image_size": image_size}
+    settings = {"stages": ["all"], "imagenet_weights": None, "lr": 1e-3, "max_epochs": 3, "patience": 25,
+                "seed": 7} | settings
+    return TrainConfig(model=model, **settings)
+
+
+def _initial_model(config: TrainConfig):
+    torch.manual_seed(config.seed)  # fit seeds the same way before building the model
+    return build_model(config.model_config(), imagenet_weights=None)
+
+
+def test_early_stopping_follows_a_scripted_loss_curve():
+    curve = [1.0, 0.8, 0.9, 0.85, 0.7, 0.75, 0.72, 0.71, 0.69]
+    stopper = EarlyStopping(patience=3)
+    improved = []
+    for epoch, loss in enumerate(curve):
+        improved.append(stopper.step(loss, epoch))
+        if stopper.should_stop:
+            break
+    assert improved == [True, True, False, False, True, False, False, False]
+    assert (stopper.best, stopper.best_epoch, epoch) == (0.7, 4, 7)
+    restored = EarlyStopping(patience=3)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored == stopper
+    assert not EarlyStopping(patience=2, min_delta=0.1).step(float("inf"), 0)
+
+
+def test_smoke_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny_cohort, tmp_path):
+    config = _config(image_size=64, max_epochs=6)
+    summary = fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    assert len(rows) == 6 and summary["stop_reason"] == "max_epochs"
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert min(r["val_loss"] for r in rows) < rows[0]["val_loss"]
+    best_row = min(rows, key=lambda r: r["val_loss"])
+    assert summary["best_epoch"] == best_row["epoch"] and best_row["best"]
+    assert summary["best_val_loss"] == pytest.approx(best_row["val_loss"])
+    best = RunCheckpoints(tmp_path / "run").load_best()
+    last = RunCheckpoints(tmp_path / "run").load_last()
+    assert best["epoch"] == best_row["epoch"] and last["epoch"] == 5
+    model, _ = load_run_model(tmp_path / "run")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, best["model"][name])
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def _changed(config, run_dir) -> dict:
+    """Whether any parameter of each group moved away from its initial value during a run."""
+    initial = _initial_model(config).state_dict()
+    trained = RunCheckpoints(run_dir).load_last()["model"]
+    changed = {"early_trunk": False, "late_trunk": False, "decoder": False}
+    for name, tensor in initial.items():
+        if ".blocks." in name:
+            block = int(name.split(".blocks.")[1].split(".")[0])
+            group = "late_trunk" if block >= 3 else "early_trunk"
+        elif name.startswith("decoder."):
+            group = "decoder"
+        else:
+            continue
+        changed[group] |= not torch.equal(tensor, trained[name])
+    return changed
+
+
+@pytest.mark.parametrize("stage, early, late", [("frozen", False, False), ("later_half", False, True),
+                                                 ("all", True, True)])
+def test_fine_tuning_stage_decides_which_parameters_train(tiny_cohort, tmp_path, stage, early, late):
+    config = _config(stages=[stage], max_epochs=1)
+    fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    changed = _changed(config, tmp_path / "run")
+    assert changed == {"early_trunk": early, "late_trunk": late, "decoder": True}
+
+
+def test_gradual_fine_tuning_runs_each_stage_from_the_previous_best(tiny_cohort, tmp_path):
+    config = _config(stages=["frozen", "later_half", "all"], max_epochs=2)
+    summary = fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    assert [r["stage"] for r in rows] == ["frozen"] * 2 + ["later_half"] * 2 + ["all"] * 2
+    assert summary["epochs_run"] == {"frozen": 2, "later_half": 2, "all": 2}
+    assert summary["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_cohort, tmp_path):
+    config = _config(max_epochs=4, patience=2)
+    fit(config, tiny_cohort, tmp_path / "whole", progress=False)
+    # "Interrupted" after two epochs: the time budget runs out, then the run is resumed.
+    interrupted = _config(max_epochs=4, patience=2, max_minutes=0.0)
+    first = fit(interrupted, tiny_cohort, tmp_path / "resumed", progress=False)
+    assert first["stop_reason"] == "time_limit" and len(read_metrics(tmp_path / "resumed")) == 1
+    best_before = RunCheckpoints(tmp_path / "resumed").load_best()
+    fit(config, tiny_cohort, tmp_path / "resumed", progress=False)
+    whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "resumed")
+    assert [r["epoch"] for r in resumed] == [r["epoch"] for r in whole]
+    for a, b in zip(whole, resumed):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+    best_after = RunCheckpoints(tmp_path / "resumed").load_best()
+    assert best_after["val_loss"] <= best_before["val_loss"]
+    a, b = RunCheckpoints(tmp_path / "whole").load_best()["model"], best_after["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_resuming_with_other_settings_or_overwriting_is_refused(tiny_cohort, tmp_path):
+    from StrokePerfusionSegLib.errors import InputError
+
+    fit(_config(max_epochs=1), tiny_cohort, tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match="other settings \\(lr\\)"):
+        fit(_config(max_epochs=1, lr=0.5), tiny_cohort, tmp_path / "run", progress=False)
+    with pytest.raises(InputError, match="already holds a run"):
+        fit(_config(max_epochs=1), tiny_cohort, tmp_path / "run", resume=False, progress=False)

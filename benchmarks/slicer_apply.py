@@ -1,0 +1,87 @@
+"""Time the non-GUI part of the panel's Apply: volume nodes in a scene -> segments and table.
+
+Target (issue 5): <= 10 s on a laptop CPU for a 20-slice 512x512 study with the default model.
+Runs on slicer-core. The study is the digital phantom (maps = ground truth, no CTP, so the
+set-up is quick); the timed part starts with the volume nodes already in the scene, as after
+loading a study in Slicer, and ends with the segmentation node and table filled::
+
+    python benchmarks/slicer_apply.py                       # default model, or a width-1/4 SF model
+    python benchmarks/slicer_apply.py --method threshold
+    python benchmarks/slicer_apply.py --size 256 --slices 8 --device cpu --repeats 3
+
+Prints the study, the method, and per-stage seconds of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+
+
+def _method(name: str, image_size: int, folder: str):
+    """The bundle to time: ``name``, the registry default, or a small random-weight stand-in."""
+    from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
+
+    if name == "threshold":
+        return name, "threshold"
+    if name != "default":
+        return load_bundle(name), name
+    try:
+        from StrokePerfusionSegLib.registry import DEFAULT_MODEL_ID
+
+        return load_bundle(DEFAULT_MODEL_ID), DEFAULT_MODEL_ID
+    except Exception as error:  # no default model shipped yet: time the architecture at 1/4 width
+        import torch
+
+        from StrokePerfusionSegLib.networks import ModelConfig, build_model
+
+        print(f"default model not available ({error}); timing a random-weight SF model at width 0.25")
+        torch.manual_seed(0)
+        config = ModelConfig(arch="SF", use_nihss=True, width=0.25, image_size=image_size)
+        path = save_bundle(folder, build_model(config), config, model_id="bench-sf-w025", version="0.0.0")
+        return load_bundle(path), "random-weight SF, width 0.25"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="default", help="'default', 'threshold', a model id or a bundle folder")
+    parser.add_argument("--size", type=int, default=512, help="in-plane pixels (default 512)")
+    parser.add_argument("--slices", type=int, default=20)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, default=2, help="runs (the first includes warm-up)")
+    args = parser.parse_args(argv)
+
+    import slicer
+
+    from StrokePerfusionSegLib import mrml_glue
+    from StrokePerfusionSegLib.phantom import PhantomConfig, generate_case
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        config = PhantomConfig(size=args.size, slices=args.slices, maps="truth", with_ctp=False, with_rgb=False)
+        case = generate_case("bench-lvo", "LVO", seed=1, config=config)
+        print(f"study: {case.shape[0]} slices x {case.shape[1]}x{case.shape[2]}, spacing "
+              f"{tuple(round(s, 3) for s in case.geometry.spacing_zyx)} mm (z, y, x); "
+              f"phantom made in {time.perf_counter() - started:.1f} s")
+        method, label = _method(args.method, args.size, folder)
+        print(f"method: {label}; device: {args.device}")
+        scene = slicer.vtkMRMLScene()
+        nodes = mrml_glue.add_case_volumes(scene, case)
+        inputs = {name: nodes[name] for name in ("cbf", "cbv", "ttp", "tmax", "mip")}
+        segmentation = table = None
+        for run in range(1, args.repeats + 1):
+            result = mrml_glue.segment_volumes(
+                scene, inputs, method=method, nihss=case.nihss or 10, device=args.device,
+                segmentation_node=segmentation, table_node=table,
+            )
+            segmentation, table = result.segmentation_node, result.table_node
+            stages = ", ".join(f"{key} {value:.2f}" for key, value in result.timings.items())
+            print(f"run {run} on {result.device}: {stages}")
+        print(f"Apply, volume nodes to segments: {result.timings['total_s']:.2f} s (target <= 10 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

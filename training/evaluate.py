@@ -1,0 +1,349 @@
+"""Evaluation reports in the layout of the paper's Tables 1-3, thresholding alongside.
+
+:func:`evaluate` segments every case of a split with each method (model bundles, run folders,
+and the RAPID-like thresholding baseline), scores them with
+:func:`StrokePerfusionSegLib.metrics.case_metrics` and writes to ``out_dir``:
+
+``per_case.csv``
+    one row per method and patient: every metric of ``case_metrics`` (penumbra and core).
+``summary.csv`` / ``summary.json``
+    mean, SD, n and undefined count per method, group (LVO, NonLVO, WIS, all) and metric.
+``report.md``
+    the tables: Dice and Hausdorff distance per class for LVO, Non-LVO and all patients, and
+    the absolute volume difference ``|Vgt - Vpred|`` (ml) for LVO, Non-LVO, WIS and all, as in
+    the paper's Table 3 (Tables 1 and 2 are the same layout on the validation split).
+``boxplots.png``
+    Dice per class and group, methods side by side.
+``montage_<method>.png``
+    the best and worst patients of a method (mean lesion Dice): Tmax, truth and every
+    method's labels on the slice with the most lesion.
+
+Conventions (from :mod:`StrokePerfusionSegLib.metrics`): Dice 1 when truth and prediction are
+both empty (WIS patients), Hausdorff undefined (skipped, counted) when one of them is empty.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from StrokePerfusionSegLib import labels as label_values
+from StrokePerfusionSegLib.casefolder import write_json
+from StrokePerfusionSegLib.errors import InputError
+
+from . import data
+
+THRESHOLD = "threshold"
+#: Name the thresholding baseline has in tables.
+THRESHOLD_NAME = "Thresholding (rCBF<30 %, Tmax>6 s)"
+REGIONS = ("penumbra", "core")
+#: (metric key suffix, table title, groups shown, decimals) of the report's tables.
+TABLES = (
+    ("dice", "Dice coefficient (mean ± SD) ⇑", ("LVO", "NonLVO", "all"), 2),
+    ("hd_mm", "Hausdorff distance, mm (mean ± SD) ⇓", ("LVO", "NonLVO", "all"), 1),
+    ("abs_volume_difference_ml", "|ΔV| = |Vgt - Vpred|, ml (mean ± SD) ⇓", ("LVO", "NonLVO", "WIS", "all"), 1),
+)
+GROUP_TITLES = {"LVO": "LVO", "NonLVO": "Non-LVO", "WIS": "WIS", "all": "All"}
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """A run folder's best model, usable wherever the predictor takes a bundle."""
+
+    model: object
+    config: object
+
+
+@dataclass
+class EvaluationReport:
+    rows: list[dict]
+    tables: dict  # method -> group -> metric -> metrics.Summary
+    markdown: str
+    out_dir: Path | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """JSON-ready ``{method: {group: {metric: {mean, sd, n, undefined}}}}``."""
+        return {
+            method: {group: {metric: {"mean": _finite_or_none(s.mean), "sd": _finite_or_none(s.sd), "n": s.n,
+                                      "undefined": s.missing} for metric, s in metrics.items()}
+                     for group, metrics in groups.items()}
+            for method, groups in self.tables.items()
+        }
+
+
+def _finite_or_none(value: float):
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def load_method(spec, *, device: str = "cpu"):
+    """A model to evaluate from a bundle folder, a registry id, a run folder, or ``"threshold"``."""
+    if isinstance(spec, str) and spec == THRESHOLD:
+        return THRESHOLD
+    if hasattr(spec, "model") and hasattr(spec, "config"):
+        return spec
+    path = Path(spec)
+    if (path / "checkpoints" / "best.pt").is_file():
+        from .trainer import load_run_model
+
+        model, config = load_run_model(path, device=device)
+        return RunModel(model, config.model_config())
+    from StrokePerfusionSegLib.bundle import load_bundle
+
+    return load_bundle(spec, device=device)
+
+
+def _load_cases(source, split: str) -> list:
+    from StrokePerfusionSegLib import casefolder
+
+    records = [r for r in data.load_records(source) if r.split == split]
+    if not records:
+        raise InputError(f"the {split} split of {source} is empty; choose another split or re-split the cohort")
+    cases = []
+    for record in records:
+        case = casefolder.load_case(record.folder, with_label=True)
+        if case.label is None:
+            raise InputError(f"case {record.case_id}: no label.nii.gz; evaluation needs the ground truth")
+        cases.append((record, case))
+    return cases
+
+
+def predict_labels(method, record, case, *, device: str = "auto") -> np.ndarray:
+    """Labels ``(z, y, x)`` uint8 of one case by one method (the product's predictor)."""
+    from StrokePerfusionSegLib.predictor import predict
+
+    spacing = case.geometry.spacing_zyx
+    mip = case.maps.get("mip")
+    if method == THRESHOLD:
+        images = {name: case.maps[name] for name in ("cbf", "tmax") if name in case.maps}
+        return predict(images, spacing, method=THRESHOLD, mip=mip).labels
+    missing = [name for name in method.config.inputs if name not in case.maps]
+    if missing:
+        raise InputError(f"case {record.case_id}: missing {', '.join(missing)} that the model reads")
+    images = {name: case.maps[name] for name in method.config.inputs}
+    nihss = record.nihss if method.config.use_nihss else None
+    return predict(images, spacing, method=method, nihss=nihss, mip=mip, device=device).labels
+
+
+def metric_rows(predictions: Mapping[str, Mapping[str, np.ndarray]], truths: Mapping[str, tuple]) -> list[dict]:
+    """One row per method and case: ``case_metrics`` plus method, case and group.
+
+    Parameters
+    ----------
+    predictions : {method name: {case id: labels (z, y, x)}}
+    truths : {case id: (labels (z, y, x), spacing (z, y, x) mm, group)}
+    """
+    from StrokePerfusionSegLib.metrics import case_metrics
+
+    rows = []
+    for method, by_case in predictions.items():
+        for case_id, (truth, spacing, group) in truths.items():
+            row = {"method": method, "case": case_id, "group": group}
+            row.update(case_metrics(by_case[case_id], truth, spacing, regions=REGIONS))
+            rows.append(row)
+    return rows
+
+
+def summary_tables(rows: list[dict]) -> dict:
+    """``{method: {group: {metric: Summary}}}`` over every numeric metric of ``rows``."""
+    from StrokePerfusionSegLib.metrics import group_table
+
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    metrics = [key for key in rows[0] if key not in ("method", "case", "group")]
+    return {m: group_table([r for r in rows if r["method"] == m], metrics=metrics) for m in methods}
+
+
+def _cell(summary, decimals: int) -> str:
+    if summary is None or summary.n == 0:
+        return "–"
+    sd = "–" if math.isnan(summary.sd) else f"{summary.sd:.{decimals}f}"
+    text = f"{summary.mean:.{decimals}f} ± {sd}"
+    return text + (f" ({summary.missing} undef.)" if summary.missing else "")
+
+
+def markdown_tables(tables: dict, *, title: str | None = None, split: str | None = None) -> str:
+    """The paper-style Markdown tables (one per metric family, methods as rows)."""
+    lines = [f"# {title}" if title else "# Evaluation", ""]
+    if split:
+        counts = next(iter(tables.values()))
+        sizes = ", ".join(f"{GROUP_TITLES[g]} {max(s.n + s.missing for s in counts[g].values())}"
+                          for g in ("LVO", "NonLVO", "WIS", "all") if g in counts)
+        lines += [f"Split: **{split}** ({sizes} patients).", ""]
+    for key, heading, groups, decimals in TABLES:
+        lines += [f"## {heading}", ""]
+        header = ["Method"] + [f"{GROUP_TITLES[g]} {region}" for g in groups for region in REGIONS]
+        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for method, by_group in tables.items():
+            cells = [_cell(by_group.get(g, {}).get(f"{region}_{key}"), decimals) for g in groups for region in REGIONS]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Dice is 1 when truth and prediction are both empty (WIS patients); the Hausdorff distance "
+              "(MONAI, boundary voxels, mm) is undefined when one of them is empty and such cases are "
+              "left out of its mean (counted as 'undef.').", ""]
+    return "\n".join(lines)
+
+
+def _write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _summary_rows(report_summary: dict) -> list[dict]:
+    return [{"method": method, "group": group, "metric": metric, **values}
+            for method, groups in report_summary.items() for group, metrics in groups.items()
+            for metric, values in metrics.items()]
+
+
+def plot_boxplots(rows: list[dict], path: Path) -> Path:
+    """Dice per class (one panel each) and group, methods side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    groups = [g for g in ("LVO", "NonLVO", "WIS") if any(r["group"] == g for r in rows)] + ["all"]
+    figure, axes = plt.subplots(1, len(REGIONS), figsize=(5 * len(REGIONS), 4), squeeze=False)
+    width = 0.8 / len(methods)
+    for axis, region in zip(axes[0], REGIONS):
+        for m, method in enumerate(methods):
+            values = [[r[f"{region}_dice"] for r in rows if r["method"] == method and g in (r["group"], "all")]
+                      for g in groups]
+            positions = [g + (m - (len(methods) - 1) / 2) * width for g in range(len(groups))]
+            boxes = axis.boxplot(values, positions=positions, widths=width * 0.9, patch_artist=True,
+                                 manage_ticks=False)
+            for box in boxes["boxes"]:
+                box.set_facecolor(f"C{m}")
+            axis.plot([], [], color=f"C{m}", linewidth=8, label=method)
+        axis.set_xticks(range(len(groups)), [GROUP_TITLES[g] for g in groups])
+        axis.set_ylim(-0.02, 1.02)
+        axis.set_title(f"{region} Dice")
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(loc="lower left", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _overlay(mip_slice: np.ndarray, label_slice: np.ndarray) -> np.ndarray:
+    from StrokePerfusionSegLib import maps
+
+    rgb = maps.encode_rgb(mip_slice, "mip").astype(np.float32) / 255.0
+    for label, spec in label_values.SEGMENT_BY_LABEL.items():
+        inside = label_slice == label
+        rgb[inside] = 0.45 * rgb[inside] + 0.55 * np.asarray(spec.color)
+    return rgb
+
+
+def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, path: Path, count: int = 2) -> Path | None:
+    """Best and worst ``count`` lesion patients of ``method``: Tmax, truth, every method's labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from StrokePerfusionSegLib import maps
+
+    scored = sorted((0.5 * (r["penumbra_dice"] + r["core_dice"]), r["case"]) for r in rows
+                    if r["method"] == method and r["group"] != "WIS")
+    if not scored:
+        return None
+    chosen = [("worst", c) for _, c in scored[:count]] + [("best", c) for _, c in scored[::-1][:count]]
+    chosen = list(dict.fromkeys(chosen))
+    columns = ["Tmax", "truth", *predictions]
+    figure, axes = plt.subplots(len(chosen), len(columns), figsize=(2.4 * len(columns), 2.5 * len(chosen)),
+                                squeeze=False)
+    for row_axes, (kind, case_id) in zip(axes, chosen):
+        case = cases[case_id]
+        lesion = np.isin(case.label, (label_values.PENUMBRA, label_values.CORE)).sum(axis=(1, 2))
+        z = int(lesion.argmax())
+        mip = case.maps.get("mip", np.zeros_like(case.label, dtype=np.float32))[z]
+        panels = [maps.encode_rgb(case.maps["tmax"][z], "tmax") if "tmax" in case.maps else mip,
+                  _overlay(mip, case.label[z])] + [_overlay(mip, predictions[m][case_id][z]) for m in predictions]
+        for axis, title, panel in zip(row_axes, columns, panels):
+            axis.imshow(panel, cmap="gray")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_title(title if title in ("Tmax", "truth") else title[:22], fontsize=7)
+        score = next(s for s, c in scored if c == case_id)
+        row_axes[0].set_ylabel(f"{kind}: {case_id}\nmean Dice {score:.2f}, z={z}", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def evaluate(methods: Mapping[str, object], source, *, split: str = "test", out_dir=None, device: str = "auto",
+             with_threshold: bool = True, montage_case_count: int = 2, title: str | None = None) -> EvaluationReport:
+    """Evaluate methods on a split of a cohort, beside the thresholding baseline.
+
+    Parameters
+    ----------
+    methods : {name: bundle folder | registry id | run folder | loaded bundle}
+    source : path
+        Cohort folder or CSV case list with a split column.
+    split : {"train", "val", "test"}
+        The paper reports Tables 1-2 on ``val`` and Table 3 on ``test``.
+    out_dir : path, optional
+        Where the files listed in the module docstring go (nothing is written when None).
+    with_threshold : bool
+        Add the thresholding method as a row (default; the product's baseline).
+    """
+    loaded = {name: load_method(spec, device="cpu") for name, spec in methods.items()}
+    if with_threshold:
+        loaded[THRESHOLD_NAME] = THRESHOLD
+    if not loaded:
+        raise InputError("nothing to evaluate: give at least one --model or keep the thresholding baseline")
+    cases = _load_cases(source, split)
+    predictions = {name: {record.case_id: predict_labels(method, record, case, device=device)
+                          for record, case in cases} for name, method in loaded.items()}
+    truths = {record.case_id: (case.label, case.geometry.spacing_zyx, record.group) for record, case in cases}
+    rows = metric_rows(predictions, truths)
+    tables = summary_tables(rows)
+    report = EvaluationReport(rows, tables, markdown_tables(tables, title=title, split=split))
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report.out_dir = out_dir
+        summary = report.summary()
+        report.files = [
+            _write_csv(rows, out_dir / "per_case.csv"),
+            _write_csv(_summary_rows(summary), out_dir / "summary.csv"),
+            write_json({"split": split, "methods": summary}, out_dir / "summary.json"),
+            plot_boxplots(rows, out_dir / "boxplots.png"),
+        ]
+        report.markdown += "\n![Dice per group](boxplots.png)\n"
+        by_id = {record.case_id: case for record, case in cases}
+        for name, method in loaded.items():
+            if method == THRESHOLD:
+                continue
+            montage = plot_montage(name, rows, by_id, predictions,
+                                   out_dir / f"montage_{_safe(name)}.png", montage_case_count)
+            if montage is not None:
+                report.files.append(montage)
+                report.markdown += f"\n![Best and worst patients of {name}]({montage.name})\n"
+        (out_dir / "report.md").write_text(report.markdown)
+        report.files.append(out_dir / "report.md")
+    return report
+
+
+def evaluation_summary(report: EvaluationReport, *, split: str, cohort: str | os.PathLike | None = None) -> dict:
+    """What a bundle records of its evaluation: the model's and the baseline's means per group."""
+    summary = report.summary()
+    return {"split": split, "cohort": None if cohort is None else str(cohort), "methods": summary}
+
+
+def _safe(name: str) -> str:
+    from .experiments import folder_name
+
+    return folder_name(name)
