@@ -100,10 +100,10 @@ def _registerSampleData():
 
 
 def _loadPhantomStudy(source=None):
-    """Generate the phantom LVO study (fixed seed) and load its maps, MIP and CTP as nodes."""
+    """Generate the phantom LVO study (fixed seed, 128x128, 8 slices) and load its maps, MIP and CTP."""
     from StrokePerfusionSegLib.phantom import PhantomConfig, generate_case
 
-    case = generate_case("phantom-lvo", "LVO", seed=5, config=PhantomConfig())
+    case = generate_case("phantom-lvo", "LVO", seed=5, config=PhantomConfig(size=128, slices=8))
     nodes = mrml_glue.add_case_volumes(slicer.mrmlScene, case)
     return list(nodes.values())
 
@@ -125,7 +125,7 @@ class StrokePerfusionSegParameterNode:
     ctpNode: vtkMRMLNode
     frameInterval: Annotated[float, WithinRange(0.0, 60.0)] = 0.0  # s; 0 = from the series
     nihss: Annotated[int, WithinRange(-1, 42)] = -1  # -1 = not set
-    method: str = THRESHOLD_METHOD
+    method: str = ""  # a registry model id or "threshold"; empty: the default model
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputSegmentation: vtkMRMLSegmentationNode
     outputTable: vtkMRMLTableNode
@@ -173,15 +173,11 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.initializeParameterNode()
 
     def _fillMethods(self) -> None:
-        """Registry models first (the default one selected), then thresholding."""
+        """Registry models (the default one first), then thresholding."""
         combo = self.ui.methodComboBox
         combo.clear()
-        try:
-            from StrokePerfusionSegLib.registry import DEFAULT_MODEL_ID
-
-            combo.addItem(DEFAULT_MODEL_ID)
-        except ImportError:  # the registry needs packages installed on first Apply
-            logging.info("model registry not importable yet; offering thresholding only")
+        for modelId in self.logic.availableModels():
+            combo.addItem(modelId)
         combo.addItem(THRESHOLD_METHOD)
 
     def cleanup(self) -> None:
@@ -211,6 +207,8 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.method:
+            self._parameterNode.method = (self.logic.availableModels() or [THRESHOLD_METHOD])[0]
         self._autoFillInputs()
 
     def _autoFillInputs(self) -> None:
@@ -393,6 +391,17 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
         ):
             return False
         return torchLogic.installTorch(askConfirmation=False) is not None
+
+    def availableModels(self) -> list:
+        """Model ids of the registry, the default model first (empty when none is registered)."""
+        try:
+            from StrokePerfusionSegLib.registry import load_registry
+        except ImportError:  # its packages are installed on first Apply
+            logging.info("model registry not importable yet; offering thresholding only")
+            return []
+        registry = load_registry()
+        others = sorted(set(registry.models) - {registry.default_model_id})
+        return ([registry.default_model_id] if registry.default_model_id else []) + others
 
     def inputNodes(self, parameters) -> dict:
         """Map name -> selected volume node (None when not selected)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -84,8 +85,9 @@ def test_batch_with_broken_cases_and_summary(tiny_cohort, tmp_path):
         (studies / case.name).symlink_to(case, target_is_directory=True)
     (studies / "broken-notdicom").mkdir()
     (studies / "broken-notdicom" / "notes.txt").write_text("not an image")
-    (studies / "broken-case").mkdir()
-    (studies / "broken-case" / "case.json").write_text("{not json")
+    lvo = load_cohort(tiny_cohort).case_folder(load_cohort(tiny_cohort).ids(group="LVO")[0])
+    shutil.copytree(lvo, studies / "broken-case")
+    (studies / "broken-case" / "tmax.nii.gz").write_bytes(b"truncated download")
     out = tmp_path / "out"
     code = run_cli("--batch", studies, "--method", "threshold", "--format", "seg.nrrd", "--out", out)
     assert code == EXIT_USER_ERROR  # some studies had input problems, none crashed
@@ -93,7 +95,7 @@ def test_batch_with_broken_cases_and_summary(tiny_cohort, tmp_path):
     assert set(rows) == {p.name for p in studies.iterdir()}
     assert rows["broken-notdicom"]["status"] == "input-error"
     assert "no CT perfusion series" in rows["broken-notdicom"]["message"]
-    assert rows["broken-case"]["status"] == "input-error" and "JSON" in rows["broken-case"]["message"]
+    assert rows["broken-case"]["status"] == "input-error" and "cannot read" in rows["broken-case"]["message"]
     good = [name for name, row in rows.items() if not name.startswith("broken")]
     assert all(rows[name]["status"] == "ok" and (out / name / f"{name}.seg.nrrd").is_file() for name in good)
     assert not (out / "broken-notdicom").exists(), "nothing partial written"

@@ -21,7 +21,9 @@ from StrokePerfusionSegLib.bundle import (
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.networks import ModelConfig, build_model
 
-CONFIG = ModelConfig(arch="SF", inputs=("cbf", "cbv", "ttp", "tmax", "mip"), use_nihss=True, width=0.0625, image_size=32)
+CONFIG = ModelConfig(
+    arch="SF", inputs=("cbf", "cbv", "ttp", "tmax", "mip"), use_nihss=True, width=0.0625, image_size=32
+)
 
 
 @pytest.fixture()

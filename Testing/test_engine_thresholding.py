@@ -105,6 +105,7 @@ def test_midline_principal_axis_corrects_head_tilt():
     "change, message",
     [
         (lambda c, t, b: (c[0], t, b), "cbf has shape"),
+        (lambda c, t, b: (c, np.repeat(t[..., None], 3, axis=-1).astype(np.uint8), b), "tmax is colour-coded"),
         (lambda c, t, b: (c, t[:, :-1], b), "differ in shape"),
         (lambda c, t, b: (np.where(b, np.nan, c), t, b), "cbf holds NaN"),
         (lambda c, t, b: (c, np.full_like(t, np.inf), b), "tmax holds NaN"),
@@ -128,3 +129,25 @@ def test_bad_params():
         ThresholdParams(midline="guess")
     with pytest.raises(InputError, match="spacing"):
         threshold_segmentation(*_study()[:3], (5.0, 2.0))
+
+
+def test_finds_the_lesion_of_a_phantom_lvo_case(tiny_cohort, lvo_case):
+    """On the phantom's simulated (truth) CBF and Tmax, with the MIP brain mask."""
+    from StrokePerfusionSegLib.brainmask import brain_mask_from_mip
+    from StrokePerfusionSegLib.casefolder import load_cohort
+    from StrokePerfusionSegLib.phantom import load_truth
+
+    truth_maps = load_truth(load_cohort(tiny_cohort).case_folder(lvo_case.case_id))
+    spacing = lvo_case.geometry.spacing_zyx
+    brain = brain_mask_from_mip(lvo_case.maps["mip"], spacing)
+    labels = threshold_segmentation(truth_maps["cbf"], truth_maps["tmax"], brain, spacing)
+
+    def dice(a, b):
+        return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+    truth = lvo_case.label
+    # A random guess of the right size scores the lesion's share of the brain on average.
+    chance = np.count_nonzero(truth >= 2) / np.count_nonzero(truth >= 1)
+    hypoperfused = dice(labels >= 2, truth >= 2)
+    assert hypoperfused > max(0.7, 1.5 * chance), (hypoperfused, chance)
+    assert dice(labels == 3, truth == 3) > 0.5

@@ -79,9 +79,9 @@ def test_end_to_end_labels_follow_probabilities_inside_the_brain(bundle, study):
     assert np.array_equal(result.labels[mask], expected[mask])
     # A tiny budget gives batches of one slice: progress once per slice, ending at the total.
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
-    assert result.device == "cpu"
+    assert result.device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert any("resampled from 40x48 to 64x64" in note for note in result.notes)
-    assert set(result.timings) == {"encode_s", "network_s", "postprocess_s", "total_s"}
+    assert set(result.timings) == {"checks_s", "encode_s", "network_s", "postprocess_s", "total_s"}
 
 
 def test_deterministic_and_independent_of_batch_size(bundle, study):
@@ -188,7 +188,7 @@ def _bad_inputs(images, mip):
         (dict(method="unet"), "unknown method"),
         (dict(method=object()), "model bundle"),
         (dict(device="tpu"), "unknown device"),
-        (dict(precision="fp16"), "fp16"),
+        (dict(device="cpu", precision="fp16"), "fp16"),
         (dict(precision="int8"), "precision"),
         (dict(memory_budget_mb=0), "memory budget"),
     ]
@@ -208,3 +208,18 @@ def test_cuda_requested_without_gpu(bundle, study):
     images, mip = study
     with pytest.raises(InputError, match="CUDA"):
         predict(images, SPACING, method=bundle, mip=mip, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_agrees_with_cpu_and_is_deterministic(bundle, study):
+    images, mip = study
+    cpu = predict(images, SPACING, method=bundle, mip=mip, device="cpu", precision="fp32")
+    gpu = predict(images, SPACING, method=bundle, mip=mip, device="cuda", precision="fp32")
+    assert gpu.device.startswith("cuda")
+    assert np.abs(cpu.probabilities - gpu.probabilities).max() < 1e-3
+    first = predict(images, SPACING, method=bundle, mip=mip, device="cuda")
+    second = predict(images, SPACING, method=bundle, mip=mip, device="cuda")
+    assert any("bfloat16" in note or "float16" in note for note in first.notes)
+    assert np.array_equal(first.probabilities, second.probabilities)
+    assert np.abs(cpu.probabilities - first.probabilities).max() < 0.05
+    bundle.model.to("cpu")

@@ -16,6 +16,7 @@ from StrokePerfusionSegLib.imageio import Geometry
 from training import data
 from training.config import TrainConfig
 from training.trainer import fit
+from training_cases import resplit_cohort, split_case_list
 
 PMS = ("cbf", "cbv", "ttp", "tmax")
 
@@ -31,7 +32,7 @@ def cohort_copy(tiny_cohort, tmp_path):
     """A writable copy of the tiny phantom cohort."""
     root = tmp_path / "cohort"
     shutil.copytree(tiny_cohort, root)
-    return root
+    return resplit_cohort(root)
 
 
 def _first_case(root, split="train"):
@@ -51,15 +52,14 @@ def test_stratified_split_keeps_group_proportions():
     assert [r.split for r in split] != [r.split for r in data.stratified_split(records, seed=4)]
 
 
-def test_csv_case_list_reads_relative_folders(tiny_cohort, tmp_path):
+def test_csv_case_list_joins_cohorts_with_relative_folders(tiny_cohort, tmp_path):
+    shutil.copytree(tiny_cohort, tmp_path / "lists" / "tiny")
+    csv_path = data.write_case_list([tmp_path / "lists" / "tiny"], tmp_path / "lists" / "cases.csv")
     cohort = casefolder.load_cohort(tiny_cohort)
-    lines = ["case,nihss,group,split"] + [
-        f"{tiny_cohort / c['id']},{c['nihss']},{c['group']},{c['split']}" for c in cohort.cases
-    ]
-    (tmp_path / "cases.csv").write_text("\n".join(lines) + "\n")
-    records = data.load_records(tmp_path / "cases.csv")
-    assert [r.case_id for r in records] == cohort.ids()
-    assert [r.split for r in records] == [c["split"] for c in cohort.cases]
+    records = data.load_records(csv_path)
+    assert [r.case_id for r in records] == [f"tiny/{i}" for i in cohort.ids()]
+    assert [(r.group, r.nihss, r.split) for r in records] == [(c["group"], c["nihss"], c["split"]) for c in cohort.cases]
+    assert all((r.folder / "cbf.nii.gz").is_file() for r in records)
     (tmp_path / "bad.csv").write_text("folder,group\nx,LVO\n")
     with pytest.raises(InputError, match="missing column"):
         data.load_records(tmp_path / "bad.csv")
@@ -178,7 +178,7 @@ def test_empty_split_is_refused(cohort_copy, tmp_path):
 def test_unknown_architecture_or_input_is_refused(tiny_cohort, tmp_path, model, match):
     with pytest.raises(InputError, match=match):
         _config(model=model).model_config()
-    _assert_refused(_config(model=model), tiny_cohort, tmp_path / "run", match)
+    _assert_refused(_config(model=model), split_case_list(tiny_cohort, tmp_path), tmp_path / "run", match)
 
 
 def test_unknown_setting_and_stage_are_refused():

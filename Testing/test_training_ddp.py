@@ -11,22 +11,24 @@ import torch
 
 from training.checkpoints import RunCheckpoints
 from training.config import TrainConfig
+from training_cases import split_case_list
 from training.trainer import fit, read_metrics
 
 
 def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
+    cases = split_case_list(tiny_cohort, tmp_path)
     # No dropout: its random masks are the one thing the two layouts draw differently.
     config = TrainConfig(
         model={"arch": "SF", "inputs": ["cbf", "cbv", "ttp", "tmax"], "use_nihss": True, "width": 1 / 16,
                "image_size": 32, "dropout": 0.0},
         stages=["all"], imagenet_weights=None, lr=1e-3, batch_size=2, max_epochs=2, seed=3,
     )
-    fit(config, tiny_cohort, tmp_path / "single", device="cpu", progress=False)
+    fit(config, cases, tmp_path / "single", device="cpu", progress=False)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "training", "fit", str(tmp_path / "config.json"), "--cohort", str(tiny_cohort),
+         "-m", "training", "fit", str(tmp_path / "config.json"), "--cohort", str(cases),
          "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, env=environment, timeout=300,
     )

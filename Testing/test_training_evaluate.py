@@ -11,6 +11,7 @@ import pytest
 from StrokePerfusionSegLib.labels import BRAIN, CORE, PENUMBRA
 from training import evaluate
 from training.config import TrainConfig
+from training_cases import split_case_list
 from training.trainer import fit
 
 SPACING = (5.0, 1.0, 1.0)  # (z, y, x) mm: one voxel is 0.005 ml
@@ -63,14 +64,14 @@ def trained_run(tiny_cohort, tmp_path_factory):
     config = TrainConfig(model={"arch": "SF", "inputs": ["cbf", "cbv", "ttp", "tmax"], "use_nihss": True,
                                 "width": 1 / 16, "image_size": 32},
                          stages=["all"], imagenet_weights=None, lr=1e-3, max_epochs=2, seed=1)
-    fit(config, tiny_cohort, run_dir, progress=False)
+    fit(config, split_case_list(tiny_cohort, run_dir.parent), run_dir, progress=False)
     return run_dir
 
 
 def test_report_files_beside_the_thresholding_baseline(trained_run, tiny_cohort, tmp_path):
     import matplotlib.image
 
-    report = evaluate.evaluate({"tiny SF": trained_run}, tiny_cohort, split="train", out_dir=tmp_path / "report",
+    report = evaluate.evaluate({"tiny SF": trained_run}, split_case_list(tiny_cohort, tmp_path), split="train", out_dir=tmp_path / "report",
                                device="cpu")
     assert list(report.tables) == ["tiny SF", evaluate.THRESHOLD_NAME]
     with open(tmp_path / "report" / "per_case.csv", newline="") as stream:

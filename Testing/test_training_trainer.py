@@ -8,9 +8,16 @@ import torch
 from StrokePerfusionSegLib.networks import build_model
 from training.checkpoints import EarlyStopping, RunCheckpoints
 from training.config import TrainConfig
+from training_cases import split_case_list
 from training.trainer import fit, load_run_model, read_metrics
 
 PMS = ["cbf", "cbv", "ttp", "tmax"]
+
+
+@pytest.fixture(scope="module")
+def cases(tiny_cohort, tmp_path_factory):
+    """The tiny phantom cohort as a CSV case list with a train and a val split."""
+    return split_case_list(tiny_cohort, tmp_path_factory.mktemp("cases"))
 
 
 def _config(image_size=32, **settings) -> TrainConfig:
@@ -41,9 +48,9 @@ def test_early_stopping_follows_a_scripted_loss_curve():
     assert not EarlyStopping(patience=2, min_delta=0.1).step(float("inf"), 0)
 
 
-def test_smoke_fit_lowers_the_loss_and_keeps_the_best_checkpoint(tiny_cohort, tmp_path):
+def test_smoke_fit_lowers_the_loss_and_keeps_the_best_checkpoint(cases, tmp_path):
     config = _config(image_size=64, max_epochs=6)
-    summary = fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    summary = fit(config, cases, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     assert len(rows) == 6 and summary["stop_reason"] == "max_epochs"
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
@@ -79,31 +86,31 @@ def _changed(config, run_dir) -> dict:
 
 @pytest.mark.parametrize("stage, early, late", [("frozen", False, False), ("later_half", False, True),
                                                  ("all", True, True)])
-def test_fine_tuning_stage_decides_which_parameters_train(tiny_cohort, tmp_path, stage, early, late):
+def test_fine_tuning_stage_decides_which_parameters_train(cases, tmp_path, stage, early, late):
     config = _config(stages=[stage], max_epochs=1)
-    fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    fit(config, cases, tmp_path / "run", progress=False)
     changed = _changed(config, tmp_path / "run")
     assert changed == {"early_trunk": early, "late_trunk": late, "decoder": True}
 
 
-def test_gradual_fine_tuning_runs_each_stage_from_the_previous_best(tiny_cohort, tmp_path):
+def test_gradual_fine_tuning_runs_each_stage_from_the_previous_best(cases, tmp_path):
     config = _config(stages=["frozen", "later_half", "all"], max_epochs=2)
-    summary = fit(config, tiny_cohort, tmp_path / "run", progress=False)
+    summary = fit(config, cases, tmp_path / "run", progress=False)
     rows = read_metrics(tmp_path / "run")
     assert [r["stage"] for r in rows] == ["frozen"] * 2 + ["later_half"] * 2 + ["all"] * 2
     assert summary["epochs_run"] == {"frozen": 2, "later_half": 2, "all": 2}
     assert summary["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
 
 
-def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_cohort, tmp_path):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(cases, tmp_path):
     config = _config(max_epochs=4, patience=2)
-    fit(config, tiny_cohort, tmp_path / "whole", progress=False)
+    fit(config, cases, tmp_path / "whole", progress=False)
     # "Interrupted" after two epochs: the time budget runs out, then the run is resumed.
     interrupted = _config(max_epochs=4, patience=2, max_minutes=0.0)
-    first = fit(interrupted, tiny_cohort, tmp_path / "resumed", progress=False)
+    first = fit(interrupted, cases, tmp_path / "resumed", progress=False)
     assert first["stop_reason"] == "time_limit" and len(read_metrics(tmp_path / "resumed")) == 1
     best_before = RunCheckpoints(tmp_path / "resumed").load_best()
-    fit(config, tiny_cohort, tmp_path / "resumed", progress=False)
+    fit(config, cases, tmp_path / "resumed", progress=False)
     whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(tmp_path / "resumed")
     assert [r["epoch"] for r in resumed] == [r["epoch"] for r in whole]
     for a, b in zip(whole, resumed):
@@ -114,11 +121,11 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny_cohort, tmp_pa
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
-def test_resuming_with_other_settings_or_overwriting_is_refused(tiny_cohort, tmp_path):
+def test_resuming_with_other_settings_or_overwriting_is_refused(cases, tmp_path):
     from StrokePerfusionSegLib.errors import InputError
 
-    fit(_config(max_epochs=1), tiny_cohort, tmp_path / "run", progress=False)
+    fit(_config(max_epochs=1), cases, tmp_path / "run", progress=False)
     with pytest.raises(InputError, match="other settings \\(lr\\)"):
-        fit(_config(max_epochs=1, lr=0.5), tiny_cohort, tmp_path / "run", progress=False)
+        fit(_config(max_epochs=1, lr=0.5), cases, tmp_path / "run", progress=False)
     with pytest.raises(InputError, match="already holds a run"):
-        fit(_config(max_epochs=1), tiny_cohort, tmp_path / "run", resume=False, progress=False)
+        fit(_config(max_epochs=1), cases, tmp_path / "run", resume=False, progress=False)

@@ -10,6 +10,7 @@ load round trip of the paper's SF(PMs) model (width 1.0 unless --width says othe
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -61,7 +62,9 @@ def main(argv=None) -> int:
     from StrokePerfusionSegLib.volumes import lesion_volumes
 
     spacing = (5.0, 0.4366, 0.4366)
-    print(f"study {args.slices} x {args.size} x {args.size}, spacing {spacing} mm, torch threads {torch.get_num_threads()}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings scale with it)")
+    print(f"study {args.slices} x {args.size} x {args.size}, spacing {spacing} mm, "
+          f"torch threads {torch.get_num_threads()}")
     maps, brain = _study(args.slices, args.size)
     inputs = ("cbf", "cbv", "ttp", "tmax")
     encoded = _timed("encode_inputs rgb (scalar maps in)", encode_inputs, maps, inputs, "rgb")
@@ -80,13 +83,16 @@ def main(argv=None) -> int:
     volumes = _timed("lesion_volumes", lesion_volumes, labels, spacing)
     print(f"{'  core / penumbra (ml)':<44s} {volumes.core_ml:8.1f} / {volumes.penumbra_ml:.1f}")
     prediction = np.roll(labels, 6, axis=2)
+    _timed("import monai.metrics (once per process)", __import__, "monai.metrics")
     row = _timed("case_metrics (penumbra, core)", case_metrics, prediction, labels, spacing)
     print(f"{'  core Dice / HD95 (mm)':<44s} {row['core_dice']:8.3f} / {row['core_hd95_mm']:.2f}")
 
     config = ModelConfig(arch="SF", width=args.width, image_size=args.size)
     model = build_model(config)
     with tempfile.TemporaryDirectory() as folder:
-        path = _timed(f"save_bundle SF width {args.width}", save_bundle, folder, model, config, model_id="bench", version="0")
+        path = _timed(
+            f"save_bundle SF width {args.width}", save_bundle, folder, model, config, model_id="bench", version="0"
+        )
         size_mb = (Path(path) / "weights.safetensors").stat().st_size / 2**20
         print(f"{'  weights file':<44s} {size_mb:8.1f} MiB")
         _timed("validate_bundle (sha256 + tensor shapes)", validate_bundle, path)

@@ -17,6 +17,9 @@ Accepted inputs (``--input``):
 
 * a cohort / folder of case folders (``cbf.nii.gz``, ``cbv.nii.gz``, ... and ``case.json``);
 * a single case folder;
+* a folder of DICOM studies (one sub-folder per study, map series recognised by their
+  descriptions, or a 4D CTP series from which the maps are computed; read by
+  :func:`~StrokePerfusionSegLib.studyio.load_study`), or one DICOM study folder;
 * a flat folder of map sets named ``<case>_<map>.nii.gz`` (``<map>`` one of cbf, cbv, mtt,
   ttp, tmax, mip; ``<case>_<map>_rgb.nii.gz`` for colour-coded maps).
 """
@@ -56,6 +59,7 @@ class BatchCase:
 
     case_id: str
     files: dict[str, Path] = field(default_factory=dict)
+    dicom_dir: Path | None = None
     nihss: int | None = None
     problem: str | None = None  # set when the study cannot even be listed properly
 
@@ -70,8 +74,21 @@ def _map_files_in_folder(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _holds_dicom(folder: Path) -> bool:
+    """True when a file in ``folder`` (or its sub-folders) carries the DICOM preamble."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as stream:
+                if stream.read(132)[128:] == b"DICM":
+                    return True
+    return False
+
+
 def _case_from_folder(folder: Path) -> BatchCase:
     case = BatchCase(case_id=folder.name, files=_map_files_in_folder(folder))
+    if not case.files and not (folder / "case.json").is_file() and _holds_dicom(folder):
+        case.dicom_dir = folder
+        return case
     meta_path = folder / "case.json"
     if meta_path.is_file():
         try:
@@ -90,7 +107,7 @@ def find_cases(input_dir: str | os.PathLike) -> list[BatchCase]:
     root = Path(input_dir)
     if not root.is_dir():
         raise InputError(f"input folder not found: {root}")
-    if _map_files_in_folder(root):
+    if _map_files_in_folder(root) or (not any(p.is_dir() for p in root.iterdir()) and _holds_dicom(root)):
         return [_case_from_folder(root)]
     flat: dict[str, BatchCase] = {}
     for path in sorted(root.iterdir()):
@@ -103,7 +120,8 @@ def find_cases(input_dir: str | os.PathLike) -> list[BatchCase]:
         _case_from_folder(path)
         for path in sorted(root.iterdir())
         if path.is_dir() and not path.name.startswith(".")
-        and ((path / "case.json").is_file() or any(path.glob("*.nii*")) or any(path.glob("*.nrrd")))
+        and ((path / "case.json").is_file() or any(path.glob("*.nii*")) or any(path.glob("*.nrrd"))
+             or _holds_dicom(path))
     ]
     cases = folders + list(flat.values())
     if not cases:
@@ -133,6 +151,24 @@ def _write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def _dicom_nodes(scene, case: BatchCase, method) -> dict:
+    """Volume nodes of a DICOM study's maps (computed from its CTP series when it has no maps).
+
+    DICOM holds no NIHSS: it comes from ``--nihss``.
+    """
+    from . import mrml_glue
+    from .studyio import load_study
+
+    needed = ("cbf", "tmax") if method == "threshold" else tuple(method.config.inputs)
+    study = load_study(dicom_dir=case.dicom_dir, needed=needed, study_id=case.case_id)
+    nodes = {
+        name: mrml_glue.add_volume_node(scene, study.maps[name], study.geometry, f"{case.case_id} {name.upper()}")
+        for name in BATCH_MAPS
+        if name in study.maps
+    }
+    return nodes
+
+
 def segment_case(case: BatchCase, output_dir: Path, *, method, device: str = "auto", nihss: int | None = None) -> dict:
     """Segment one study into ``output_dir``; returns its CSV row. Errors propagate."""
     from slicer import vtkMRMLScene
@@ -144,11 +180,14 @@ def segment_case(case: BatchCase, output_dir: Path, *, method, device: str = "au
     started = time.perf_counter()
     scene = vtkMRMLScene()
     try:
-        nodes = {
-            name: mrml_glue.load_volume_file(scene, case.files[name], f"{case.case_id} {name.upper()}")
-            for name in BATCH_MAPS
-            if name in case.files
-        }
+        if case.dicom_dir is not None:
+            nodes = _dicom_nodes(scene, case, method)
+        else:
+            nodes = {
+                name: mrml_glue.load_volume_file(scene, case.files[name], f"{case.case_id} {name.upper()}")
+                for name in BATCH_MAPS
+                if name in case.files
+            }
         result = mrml_glue.segment_volumes(
             scene,
             nodes,

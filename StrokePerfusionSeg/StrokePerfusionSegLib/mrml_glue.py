@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import labels as label_defs
 from .errors import InputError
 from .imageio import Geometry
+from .labels import LESION_SEGMENTS, SegmentSpec
 from .maps import MAP_SPECS, map_spec
 from .volumes import DECISION_SUPPORT_CAVEAT
 
@@ -164,14 +164,23 @@ def load_volume_file(scene, path: str | os.PathLike, name: str | None = None):
     """Read a NIfTI/NRRD file with Slicer's own volume reader into a new node of ``scene``.
 
     Colour-coded (3-component) files become vector volumes, everything else scalar volumes.
+    A missing, unsupported or unreadable file is an :class:`InputError` and adds no node.
     """
+    import SimpleITK as sitk
     from slicer import vtkMRMLVolumeArchetypeStorageNode
 
-    from .imageio import read_image
+    from .imageio import READABLE_SUFFIXES
 
     path = Path(path)
-    header = read_image(path)  # a clear InputError for a missing or corrupt file
-    vector = header.GetNumberOfComponentsPerPixel() == 3
+    if not path.is_file() or not path.name.lower().endswith(READABLE_SUFFIXES):
+        raise InputError(f"{path} is not a NIfTI/NRRD file: give files ending in {', '.join(READABLE_SUFFIXES)}")
+    header = sitk.ImageFileReader()
+    header.SetFileName(str(path))
+    try:
+        header.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"cannot read {path}: is it a complete NIfTI/NRRD volume?") from None
+    vector = header.GetNumberOfComponents() == 3
     node = scene.AddNewNodeByClass(
         "vtkMRMLVectorVolumeNode" if vector else "vtkMRMLScalarVolumeNode",
         name or path.name.split(".")[0],
@@ -263,7 +272,7 @@ class GatheredInputs:
     reference : vtkMRMLVolumeNode
         The first input: reference geometry and source volume of the segmentation.
     notes : list of str
-        What was done to the inputs (resampling, colour decoding), for the user.
+        What was done to the inputs (resampling), for the user.
     """
 
     images: dict[str, np.ndarray]
@@ -338,15 +347,15 @@ def _code(code: tuple[str, str, str]) -> str:
     return f"{scheme}^{value}^{meaning}"
 
 
-def terminology_entry(spec: label_defs.SegmentSpec) -> str:
+def terminology_entry(spec: SegmentSpec) -> str:
     """Slicer's serialized terminology entry of a lesion segment (context~category~type~...)."""
     return f"{TERMINOLOGY_CONTEXT}~{_code(spec.category)}~{_code(spec.type)}~^^~~^^~^^"
 
 
 def terminology_document() -> dict:
-    """The ``.term.json`` content (dcmqi segment-context schema) for :data:`labels.LESION_SEGMENTS`."""
+    """The ``.term.json`` content (dcmqi segment-context schema) for :data:`~StrokePerfusionSegLib.labels.LESION_SEGMENTS`."""
     categories: dict[tuple, dict] = {}
-    for spec in label_defs.LESION_SEGMENTS:
+    for spec in LESION_SEGMENTS:
         value, scheme, meaning = spec.category
         category = categories.setdefault(
             spec.category,
@@ -390,8 +399,6 @@ def _lesion_segments(labels: np.ndarray, geometry: Geometry) -> dict:
     """
     from slicer import vtkOrientedImageData, vtkSegment, vtkSegmentationConverter
 
-    from .labels import LESION_SEGMENTS
-
     lesion_values = [spec.label for spec in LESION_SEGMENTS]
     lesions = np.where(np.isin(labels, lesion_values), labels, 0).astype(np.uint8)
     image = vtkOrientedImageData()
@@ -419,7 +426,7 @@ def _replace_lesion_segments(segmentation_node, reference, segments: dict) -> No
         segmentation_node.SetNodeReferenceID(
             segmentation_node.GetReferenceImageGeometryReferenceRole(), reference.GetID()
         )
-        for spec in label_defs.LESION_SEGMENTS:
+        for spec in LESION_SEGMENTS:
             if target.GetSegment(spec.segment_id) is not None:
                 target.RemoveSegment(spec.segment_id)
         for segment_id, segment in segments.items():
@@ -483,7 +490,7 @@ def fill_volumes_table(table_node, volumes) -> None:
 
 
 def table_values(table_node) -> dict[str, float]:
-    """The volumes table back as ``{quantity: value}`` (used by the panel and the tests)."""
+    """The volumes table back as ``{quantity: value}`` (for the module's self-test and scripts)."""
     table = table_node.GetTable()
     quantity, value = table.GetColumnByName("Quantity"), table.GetColumnByName("Value")
     return {quantity.GetValue(i): value.GetValue(i) for i in range(table.GetNumberOfRows())}
@@ -506,14 +513,15 @@ class SegmentationResult:
     device: str
 
 
-def resolve_method(method, *, device: str = "cpu"):
-    """``"threshold"``, a loaded Bundle, or a model id/bundle path (loaded here)."""
+def resolve_method(method):
+    """``"threshold"``, a loaded Bundle, or a model id/bundle path (loaded here, on the CPU;
+    the predictor moves it to its device)."""
     if method is None or method == "threshold":
         return "threshold"
     if isinstance(method, (str, os.PathLike)):
         from .bundle import load_bundle
 
-        return load_bundle(method, device=device)
+        return load_bundle(method)
     return method
 
 
@@ -563,21 +571,25 @@ def segment_volumes(
     segmentation_node, table_node : MRML nodes or None
         Outputs to update (lesion segments and rows replaced); new nodes when None.
     device : ``"auto"``, ``"cpu"`` or ``"cuda"``
+    resample : bool
+        Resample inputs on another grid onto the first one's (with a note); else refuse them.
     progress : callable(done, total), optional
         Called by the predictor after each batch of slices.
     cancel : callable() -> bool, optional
         Polled by the predictor; True stops with ``CancelledError``, the scene untouched.
+    output_name : str, optional
+        Name of a new segmentation node (default ``<reference volume> core-penumbra``).
 
     Returns
     -------
     SegmentationResult
     """
     from .predictor import predict
+    from .studyio import check_nihss
     from .volumes import lesion_volumes
 
-    if nihss is not None and not 0 <= int(nihss) <= 42:
-        raise InputError(f"NIHSS must be 0..42, got {nihss}: correct the score")
-    method = resolve_method(method, device="cpu")
+    nihss = check_nihss(nihss)
+    method = resolve_method(method)
     inputs, required, use_nihss = _method_needs(method)
     if use_nihss and nihss is None:
         raise InputError("this model reads the NIHSS score: enter it (0-42) before Apply")

@@ -56,7 +56,9 @@ class Prediction:
     notes : list of str
         What the user should know about how the result was made.
     timings : dict of str to float
-        Seconds per step (``encode_s``, ``network_s``, ``postprocess_s``, ``total_s``).
+        Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``,
+        ``network_s``, ``postprocess_s`` for a network or ``threshold_s`` for thresholding;
+        ``total_s`` always.
     """
 
     labels: np.ndarray
@@ -161,10 +163,13 @@ def _check_nihss(nihss, required: bool, notes: list[str]) -> float | None:
 
 
 def _check_grid(images: Mapping[str, np.ndarray], names) -> tuple[int, int, int]:
-    """The common (z, y, x) shape of the named maps; InputError when they differ or are 2D."""
+    """The common (z, y, x) shape of the named maps; InputError when they differ, are 2D or
+    (scalar maps) hold NaN/inf, found before any slice is processed."""
     shapes = {}
     for name in names:
         array = np.asarray(images[name])
+        if not is_colour_coded(array) and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise InputError(f"map '{name}' holds NaN/inf voxels: replace them (e.g. with 0) before segmenting")
         shape = array.shape[:3] if is_colour_coded(array) else array.shape
         if len(shape) != 3:
             raise InputError(
@@ -230,17 +235,13 @@ def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
     grid = _check_grid(images, ("cbf", "tmax"))
     cbf = _scalar_map("cbf", images["cbf"], notes)
     tmax = _scalar_map("tmax", images["tmax"], notes)
-    for name, values in (("cbf", cbf), ("tmax", tmax)):
-        if not np.isfinite(values).all():
-            raise InputError(f"map '{name}' holds NaN/inf voxels: replace them (e.g. with 0) first")
     mask = _brain_mask(mip, images, spacing, grid, notes)
     if mask is None:
         raise InputError("the threshold method needs the MIP for the brain mask: give mip (HU)")
-    encoded = time.perf_counter()
+    checked = time.perf_counter()
     labels = threshold_segmentation(cbf, tmax, mask, spacing, params).astype(np.uint8)
     end = time.perf_counter()
-    timings = {"encode_s": encoded - start, "network_s": 0.0, "postprocess_s": end - encoded,
-               "total_s": end - start}
+    timings = {"checks_s": checked - start, "threshold_s": end - checked, "total_s": end - start}
     return Prediction(labels, None, "cpu", notes, timings)
 
 
@@ -250,8 +251,6 @@ def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
 def _predict_network(
     images, spacing, bundle, nihss, mip, device, progress, cancel, memory_budget_mb, precision, start
 ) -> Prediction:
-    import torch
-
     config = bundle.config
     notes: list[str] = []
     readable = set(config.inputs) | {"mip"}
@@ -269,15 +268,14 @@ def _predict_network(
     nihss = _check_nihss(nihss, config.use_nihss, notes)
     if memory_budget_mb is None or not memory_budget_mb > 0:
         raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")
+    torch_device = _resolve_device(device)
+    dtype = _autocast_dtype(precision, torch_device)
     mask = _brain_mask(mip, images, spacing, grid, notes)
     if mask is None:
         if config.num_classes == 3:
             raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")
         notes.append("no MIP given: no brain mask, the network alone decides background")
-    torch_device = _resolve_device(device)
-    dtype = _autocast_dtype(precision, torch_device)
 
-    encoded = encode_inputs({name: images[name] for name in config.inputs}, config.inputs, config.encoding)
     resampler = _Resampler(grid[1:], config.image_size, _padding_values(config))
     if resampler.resamples:
         notes.append(
@@ -286,18 +284,21 @@ def _predict_network(
             "your data and the labels' grid are unchanged"
         )
     notes.append(f"precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')} on {torch_device}")
-    encode_end = time.perf_counter()
+    checks_end = time.perf_counter()
 
-    probabilities = _run_network(
-        bundle.model, encoded, nihss, torch_device, dtype, resampler,
-        _batch_size(config, memory_budget_mb, dtype), progress, cancel,
+    batch = slices_per_batch(config, memory_budget_mb, dtype)
+    log.info("%d slices in batches of %d on %s (%s)", grid[0], batch, torch_device, notes[-1])
+    labels, probabilities, encode_s = _run_network(
+        bundle.model, {name: images[name] for name in config.inputs}, config, nihss, mask is not None,
+        torch_device, dtype, resampler, batch, progress, cancel,
     )
     network_end = time.perf_counter()
-
-    labels = _labels(probabilities, mask, config.num_classes)
+    if mask is not None:
+        labels[~mask] = BACKGROUND
     end = time.perf_counter()
-    timings = {"encode_s": encode_end - start, "network_s": network_end - encode_end,
-               "postprocess_s": end - network_end, "total_s": end - start}
+    timings = {"checks_s": checks_end - start, "encode_s": encode_s,
+               "network_s": network_end - checks_end - encode_s, "postprocess_s": end - network_end,
+               "total_s": end - start}
     return Prediction(labels, probabilities, str(torch_device), notes, timings)
 
 
@@ -332,7 +333,11 @@ def _autocast_dtype(precision: str, device):
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _batch_size(config, memory_budget_mb: float, dtype) -> int:
+def slices_per_batch(config, memory_budget_mb: float, dtype=None) -> int:
+    """Slices per network batch so that activations fit ``memory_budget_mb`` (MB), at least 1.
+
+    ``dtype`` is the autocast dtype (None: fp32, 4 bytes per element; else 2 bytes).
+    """
     from .flops import activation_elements_per_slice
 
     element_bytes = 4 if dtype is None else 2
@@ -387,53 +392,81 @@ class _Resampler:
         return p[..., oy : oy + ny, ox : ox + nx]
 
 
-def _run_network(model, encoded, nihss, device, dtype, resampler, batch, progress, cancel) -> np.ndarray:
-    """Class probabilities ``(z, C, y, x)`` float32 for encoded slices ``(z, n, 3, y, x)``."""
+def _run_network(model, images, config, nihss, masked, device, dtype, resampler, batch, progress, cancel):
+    """Run the network over the slices in batches.
+
+    Each batch is encoded on the CPU while the accelerator still works on the previous one
+    (results are collected one batch late), so encoding hides behind GPU compute.
+
+    Returns
+    -------
+    labels : (z, y, x) uint8
+        Most probable class per voxel (among brain/penumbra/core when ``masked``), before the
+        brain mask is applied.
+    probabilities : (z, C, y, x) float32
+    encode_s : float
+        Seconds spent encoding.
+    """
     import torch
 
     model.eval().to(device)
-    channels_last = device.type == "cuda" or not any(p.dim() == 5 for p in model.parameters())
-    if channels_last:
+    # Channels-last (NHWC) is what oneDNN and cuDNN convolve fastest; 3D (EFI) weights stay NCDHW.
+    if not any(p.dim() == 5 for p in model.parameters()):
         model.to(memory_format=torch.channels_last)
-    total = encoded.shape[0]
-    out = None
+    total = next(iter(images.values())).shape[0]
+    labels = probabilities = None
+    encode_s = 0.0
+
+    def collect(first, pending):
+        nonlocal labels, probabilities
+        batch_labels, batch_probabilities = (t.cpu().numpy() for t in pending)
+        if probabilities is None:
+            labels = np.empty((total, *batch_labels.shape[1:]), np.uint8)
+            probabilities = np.empty((total, *batch_probabilities.shape[1:]), np.float32)
+        labels[first : first + len(batch_labels)] = batch_labels
+        probabilities[first : first + len(batch_probabilities)] = batch_probabilities
+        if progress is not None:
+            progress(first + len(batch_labels), total)
+
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
                                                       enabled=dtype is not None):
+            pending = None
             for first in range(0, total, batch):
                 if cancel is not None and cancel():
                     raise CancelledError("segmentation cancelled")
-                x = torch.from_numpy(encoded[first : first + batch]).to(device)
-                x = resampler.to_network(x)
-                if channels_last:
-                    # Each branch image (B, 3, S, S) in NHWC, the layout oneDNN/cuDNN convolve fastest.
-                    x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+                tic = time.perf_counter()
+                chunk = {name: values[first : first + batch] for name, values in images.items()}
+                encoded = encode_inputs(chunk, config.inputs, config.encoding)
+                encode_s += time.perf_counter() - tic
+                x = resampler.to_network(torch.from_numpy(encoded).to(device))
                 scores = None if nihss is None else torch.full((x.shape[0],), nihss, device=device)
-                probabilities = torch.softmax(model(x, scores).float(), dim=1)
-                probabilities = resampler.to_input(probabilities).cpu().numpy()
-                if out is None:
-                    out = np.empty((total, *probabilities.shape[1:]), np.float32)
-                out[first : first + len(probabilities)] = probabilities
-                if progress is not None:
-                    progress(min(first + batch, total), total)
+                p = resampler.to_input(torch.softmax(model(x, scores).float(), dim=1))
+                launched = (first, (_most_probable(p, masked, config.num_classes), p))
+                if pending is not None:
+                    collect(*pending)
+                pending = launched
+            collect(*pending)
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-    return out
+    return labels, probabilities, encode_s
 
 
-def _labels(probabilities: np.ndarray, mask: np.ndarray | None, num_classes: int) -> np.ndarray:
-    """Label volume: inside the brain the most probable non-background class, 0 outside.
+def _most_probable(probabilities, masked: bool, num_classes: int):
+    """Label per pixel ``(B, y, x)`` uint8 from probabilities ``(B, C, y, x)`` (on their device).
 
-    4-class models: classes are labels 0..3; without a mask the plain argmax is used.
+    4-class models: classes are labels 0..3; with a brain mask the most probable of brain,
+    penumbra and core (background is the mask's decision), without it the plain argmax.
     3-class models: classes are brain, penumbra, core (labels 1..3).
     """
+    import torch
+
     if num_classes == 3:
-        labels = (BRAIN + probabilities.argmax(axis=1)).astype(np.uint8)
-    elif mask is None:
-        return probabilities.argmax(axis=1).astype(np.uint8)
+        labels = BRAIN + probabilities.argmax(dim=1)
+    elif masked:
+        labels = BRAIN + probabilities[:, BRAIN:].argmax(dim=1)
     else:
-        labels = (BRAIN + probabilities[:, BRAIN:].argmax(axis=1)).astype(np.uint8)
-    labels[~mask] = BACKGROUND
-    return labels
+        labels = probabilities.argmax(dim=1)
+    return labels.to(torch.uint8)

@@ -56,7 +56,7 @@ class ThresholdParams:
 
     core_rcbf: float = 0.30
     tmax_s: float = 6.0
-    min_island_ml: float = 0.5
+    min_island_ml: float = 0.2
     midline: str = "principal_axis"
     max_tilt_deg: float = 30.0
 
@@ -177,6 +177,11 @@ def remove_small_islands(mask: np.ndarray, spacing: Sequence[float], min_ml: flo
 def _check_inputs(cbf, tmax, brain_mask):
     arrays = {"cbf": np.asarray(cbf), "tmax": np.asarray(tmax), "brain mask": np.asarray(brain_mask)}
     for name, array in arrays.items():
+        if array.ndim == 4 and array.shape[-1] == 3:
+            raise InputError(
+                f"{name} is colour-coded (RGB): thresholding needs the scalar map in its unit "
+                "(load the scalar export, or decode it with maps.decode_rgb)"
+            )
         if array.ndim != 3:
             raise InputError(f"{name} has shape {array.shape}: give a 3D (z, y, x) volume")
     shapes = {array.shape for array in arrays.values()}

@@ -146,7 +146,9 @@ def residue_peak(
         step = min(m, d) / 200.0
         grid = np.arange(0.0, 6.0 * (m + d), step)
         kernel = np.exp(-grid / d) / d
-        curve = np.convolve(kernel, residue_function(grid, m, kind))[: grid.size] * step
+        residue = residue_function(grid, m, kind)
+        # Trapezoid rule: the rectangle sum less half of each end point.
+        curve = (np.convolve(kernel, residue)[: grid.size] - 0.5 * (kernel[0] * residue + residue[0] * kernel)) * step
         best = int(np.argmax(curve))
         times[i], heights[i] = grid[best], curve[best]
     shape = mtt.shape

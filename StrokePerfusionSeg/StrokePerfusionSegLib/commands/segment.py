@@ -337,25 +337,31 @@ def segment_job(job: Job, method: MethodSpec, out: Path, *, requested_formats, s
     volumes = lesion_volumes(labels, study.geometry.spacing_zyx)
     notes = [*study.notes, *prediction.notes]
 
-    stage = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{job.study_id}.tmp-", dir=out))
     try:
         names = {"report.json": f"{job.study_id}_report.json"}
         if "seg.nrrd" in formats:
+            stage = time.perf_counter()
             names["seg.nrrd"] = f"{job.study_id}.seg.nrrd"
             writers.write_seg_nrrd(labels, study.geometry, staging / names["seg.nrrd"])
+            timings["write_seg_nrrd"] = time.perf_counter() - stage
         if "nifti" in formats:
+            stage = time.perf_counter()
             names["nifti"] = f"{job.study_id}_labels.nii.gz"
             writers.write_label_nifti(labels, study.geometry, staging / names["nifti"])
+            timings["write_nifti"] = time.perf_counter() - stage
         if "dicom-seg" in formats:
+            stage = time.perf_counter()
             names["dicom-seg"] = f"{job.study_id}_seg.dcm"
             writers.write_dicom_seg(
                 labels, study.reference_headers, staging / names["dicom-seg"], method=method.name,
                 algorithm_name=method.model_id or "rCBF-Tmax thresholds",
                 algorithm_version=method.model_version or _software_version(),
             )
+            timings["write_dicom_seg"] = time.perf_counter() - stage
         if "report" in formats:
+            stage = time.perf_counter()
             names["report.png"] = f"{job.study_id}_report.png"
             names["report.pdf"] = f"{job.study_id}_report.pdf"
             figure = writers.render_report_figure(
@@ -363,7 +369,7 @@ def segment_job(job: Job, method: MethodSpec, out: Path, *, requested_formats, s
                 subtitle=_method_line(method, study.nihss, prediction.device), notes=notes,
             )
             writers.write_visual_report(figure, staging / names["report.png"], staging / names["report.pdf"])
-        timings["write"] = time.perf_counter() - stage
+            timings["write_report"] = time.perf_counter() - stage
         timings["total"] = time.perf_counter() - start
         report = writers.build_report(
             study, volumes, method=method.name, model_id=method.model_id, model_version=method.model_version,

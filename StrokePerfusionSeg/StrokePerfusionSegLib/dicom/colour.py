@@ -6,11 +6,12 @@ images. This module decides, per pixel, what is map and what is overlay:
 * **on-table** pixels have a colour within :data:`COLOUR_TOLERANCE` (Euclidean RGB distance)
   of an entry of the map's table (:func:`~StrokePerfusionSegLib.maps.lut_for`); the rest
   (grey or coloured text, markers) are **off-table**;
-* the **head region** is, slice by slice, the convex hull of the largest 3D connected component
-  of non-black pixels (each slice's foreground dilated by :data:`BRIDGE_PIXELS` so thin dark
-  gaps do not split it). Everything outside it (colour bar, corner text) is background and gets
-  the window's low value, like the black surround of the map itself; isolated map pixels near
-  the brain's edge lie inside the hull and are kept;
+* **overlays** are the connected groups of non-black pixels (8-connected, slice by slice) that
+  lie entirely in the image's border band (:data:`BORDER_FRACTION` of the width/height on each
+  side), where consoles put colour bars and text; the **head region** is, slice by slice, the
+  convex hull of all other non-black pixels. Everything outside it is background and gets the
+  window's low value, like the black surround of the map itself. Maps such as Tmax are black
+  over much of the brain, so the hull (not connectivity) decides what is inside;
 * off-table pixels inside the head region (text written over the head) take the value of the
   nearest on-table pixel of their slice. When more than :data:`MAX_OFF_TABLE_FRACTION` of the
   head region is off-table, the image was not made with this product's colour table and an
@@ -29,8 +30,8 @@ from ..maps import decode_rgb, lut_for, map_spec
 
 #: Largest RGB distance from a table colour still read as that colour (compression noise).
 COLOUR_TOLERANCE = 24.0
-#: In-plane dilation (pixels) that joins head pieces separated by dark gaps.
-BRIDGE_PIXELS = 1
+#: Width of the image border band, as a fraction of the image size, where overlays live.
+BORDER_FRACTION = 0.1
 #: Largest share of off-table pixels in the head region before the table is called unknown.
 MAX_OFF_TABLE_FRACTION = 0.05
 
@@ -60,14 +61,18 @@ class DecodedColourMap:
 def _head_region(foreground: np.ndarray) -> np.ndarray:
     from skimage.morphology import convex_hull_image
 
-    bridge = np.zeros((1, 2 * BRIDGE_PIXELS + 1, 2 * BRIDGE_PIXELS + 1), dtype=bool)
-    bridge[0] = True
-    components, count = ndimage.label(ndimage.binary_dilation(foreground, bridge))
-    if count == 0:
-        return np.zeros_like(foreground)
-    sizes = np.bincount(components.ravel())[1:]
-    largest = components == (int(np.argmax(sizes)) + 1)
-    return np.stack([convex_hull_image(plane) if plane.any() else plane for plane in largest])
+    head = np.zeros_like(foreground)
+    rows, columns = foreground.shape[1:]
+    band_rows, band_columns = int(BORDER_FRACTION * rows), int(BORDER_FRACTION * columns)
+    central = np.zeros((rows, columns), dtype=bool)
+    central[band_rows : rows - band_rows, band_columns : columns - band_columns] = True
+    for z, plane in enumerate(foreground):
+        components, _ = ndimage.label(plane, structure=np.ones((3, 3), dtype=bool))
+        kept = np.isin(components, np.unique(components[central & plane]))
+        kept &= plane
+        if kept.any():
+            head[z] = convex_hull_image(kept)
+    return head
 
 
 def decode_colour_map(rgb: np.ndarray, name: str, *, source: str = "colour map") -> DecodedColourMap:

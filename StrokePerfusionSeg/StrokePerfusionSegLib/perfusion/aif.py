@@ -1,9 +1,9 @@
 """Arterial input function (AIF) and venous output function (VOF).
 
 Automatic AIF: among voxels that are neither air nor bone, take the :data:`POOL_SIZE` with the
-highest concentration peak (at least :data:`MIN_VESSEL_PEAK_HU`), keep the earlier half by
-time to peak, of those the narrower half by full width at half maximum, and average the
-:data:`AIF_VOXELS` highest. The measured mean curve is the AIF: fitting a gamma variate to it
+highest concentration peak (at least :data:`MIN_VESSEL_PEAK_HU`), keep the earliest quarter by
+time to peak (arteries fill first; veins, and vessels cut off by the end of the series, peak
+later) and average the :data:`AIF_VOXELS` highest of those. The measured mean curve is the AIF: fitting a gamma variate to it
 alone would drop its recirculation but not the tissue's and so bias CBV upwards. The
 gamma-variate fit of the first pass still serves twice: it reports arrival and peak, and its
 closed-form area (which a short acquisition cannot truncate) compares AIF and VOF.
@@ -30,6 +30,8 @@ VESSEL_BASELINE_RANGE_HU = (-100.0, 150.0)
 MIN_VESSEL_PEAK_HU = 50.0
 #: Highest-peak voxels examined for the AIF.
 POOL_SIZE = 200
+#: Percentile of the pool's times to peak below which a voxel counts as early (arterial).
+EARLY_PERCENTILE = 25.0
 #: Voxels averaged into the AIF and into the VOF.
 AIF_VOXELS = 8
 #: The VOF peaks at least this long (s) after the AIF.
@@ -114,14 +116,6 @@ def fit_gamma_variate(curve: np.ndarray, t_s: np.ndarray) -> GammaFit | None:
     return GammaFit(float(t0), float(alpha), float(beta), height, rmse)
 
 
-def _peak_time_and_width(curves: np.ndarray, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Time to peak (s) and full width at half maximum (s, frame resolution) of curves (n, t)."""
-    dt = np.gradient(t_s)
-    top = curves.argmax(axis=1)
-    above = curves >= 0.5 * curves.max(axis=1, keepdims=True)
-    return t_s[top], (above * dt[None, :]).sum(axis=1)
-
-
 def concentration_curves(ctp_hu: np.ndarray, baseline_hu: np.ndarray, voxels: np.ndarray) -> np.ndarray:
     """Concentration curves (n, t), HU above baseline, of voxels (n, 3) ``(z, y, x)``."""
     z, y, x = voxels.T
@@ -153,7 +147,7 @@ def vessel_candidates(
 def automatic_aif(
     ctp_hu: np.ndarray, baseline_hu: np.ndarray, peak_hu: np.ndarray, t_s: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pick arterial voxels: high, early and narrow curves. Returns (voxels (k, 3), mean curve (t,)).
+    """Pick arterial voxels: high and early curves. Returns (voxels (k, 3), mean curve (t,)).
 
     Raises
     ------
@@ -167,10 +161,9 @@ def automatic_aif(
             "check the series covers the bolus or give the AIF voxel by hand (--aif-voxel z,y,x)"
         )
     curves = concentration_curves(ctp_hu, baseline_hu, pool)
-    ttp, width = _peak_time_and_width(curves, t_s)
-    early = ttp <= np.median(ttp)
-    narrow = early & (width <= np.median(width[early]))
-    chosen = np.flatnonzero(narrow)[:AIF_VOXELS]  # pool is sorted by peak, highest first
+    ttp = t_s[curves.argmax(axis=1)]
+    early = ttp <= np.percentile(ttp, EARLY_PERCENTILE)
+    chosen = np.flatnonzero(early)[:AIF_VOXELS]  # pool is sorted by peak, highest first
     return pool[chosen], curves[chosen].mean(axis=0)
 
 
@@ -223,11 +216,14 @@ def venous_scale(
     if len(pool) == 0:
         return 1.0, none, ["no VOF found; AIF not rescaled"]
     curves = concentration_curves(ctp_hu, baseline_hu, pool)
-    ttp, _ = _peak_time_and_width(curves, t_s)
+    ttp = t_s[curves.argmax(axis=1)]
     late = np.flatnonzero(ttp >= aif_fit.time_to_peak_s + VOF_MIN_LAG_S)[:AIF_VOXELS]
     if late.size == 0:
         return 1.0, none, ["no VOF found; AIF not rescaled"]
-    vof_fit = fit_gamma_variate(curves[late].mean(axis=0), t_s)
+    vof = curves[late].mean(axis=0)
+    if vof[-1] > FIRST_PASS_END_FRACTION * vof.max():
+        return 1.0, pool[late], ["the series ends before the venous first pass does; AIF not rescaled"]
+    vof_fit = fit_gamma_variate(vof, t_s)
     if vof_fit is None:
         return 1.0, pool[late], ["VOF gamma-variate fit failed; AIF not rescaled"]
     scale = vof_fit.area / aif_fit.area

@@ -11,7 +11,10 @@ from the study's own AIF and passed through the same deconvolution, giving the p
 A voxel with measured ``peak`` and area-based CBV then satisfies
 ``peak = CBF * b(MTT)`` with ``MTT = 60 CBV / CBF``, i.e. ``b(MTT) / MTT = peak / (60 CBV)``;
 ``b(MTT) / MTT`` falls with MTT, so it is inverted by interpolation, giving MTT and
-``CBF = 60 CBV / MTT``; Tmax loses ``tau(MTT)``. CBV (an area ratio) needs no correction.
+``CBF = peak / b(MTT)``; Tmax loses ``tau(MTT)``. CBV (an area ratio) needs no correction.
+Voxels the model cannot explain (a ratio above the table's, typically because the series
+ended before the washout and CBV reads low) use their apparent MTT ``60 CBV / peak``, and no
+factor exceeds :data:`MAX_FLOW_CORRECTION`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .deconvolution import CirculantDeconvolver, peak_and_time
 
 #: MTT values (s) at which the bias is measured; outside them the ends are held.
 MTT_GRID_S = np.geomspace(0.5, 40.0, 48)
+#: Largest factor by which a CBF reading is raised (or lowered).
+MAX_FLOW_CORRECTION = 3.0
 # CBF (ml/100g/min) of the simulated curves; the bias is per unit flow, so any value will do.
 _REFERENCE_CBF = 60.0
 
@@ -97,7 +102,15 @@ class PeakBias:
                 continue
             # b(MTT) / MTT must fall with MTT for the inversion; hold it where numerics wobble.
             falling = np.minimum.accumulate(self.height[k] / self.mtt_s)
-            mtt[rows] = np.interp(ratio[rows], falling[::-1], self.mtt_s[::-1])
-            cbf[rows] = 60.0 * cbv[rows] / mtt[rows]
-            tmax[rows] = np.clip(tmax[rows] - np.interp(mtt[rows], self.mtt_s, self.delay_s[k]), 0.0, None)
+            inverted = np.interp(ratio[rows], falling[::-1], self.mtt_s[::-1])
+            # A ratio beyond the model (CBV cut short by the end of the series, say) would send
+            # MTT to the grid's floor and CBF sky-high: such voxels use their apparent MTT,
+            # which under- rather than over-corrects, and no correction exceeds the cap.
+            apparent = 1.0 / ratio[rows]
+            mtt_k = np.where(ratio[rows] <= falling[0], inverted, apparent)
+            height = np.interp(mtt_k, self.mtt_s, self.height[k])
+            factor = np.clip(1.0 / np.maximum(height, 1e-6), 1.0 / MAX_FLOW_CORRECTION, MAX_FLOW_CORRECTION)
+            cbf[rows] = peak_cbf[rows] * factor
+            mtt[rows] = 60.0 * cbv[rows] / cbf[rows]
+            tmax[rows] = np.clip(tmax[rows] - np.interp(mtt_k, self.mtt_s, self.delay_s[k]), 0.0, None)
         return cbf, mtt, tmax

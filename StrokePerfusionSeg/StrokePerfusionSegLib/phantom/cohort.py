@@ -93,6 +93,9 @@ def generate_cohort(
     splits = split_patients(case_groups, config.split, rng)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's private 0700 is not meant for a shared cohort
     try:
         index = []
         for number, (group, split) in enumerate(zip(case_groups, splits)):

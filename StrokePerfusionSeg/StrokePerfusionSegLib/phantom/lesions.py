@@ -5,9 +5,14 @@ position 0..1 within it (how deep into the state it lies), plus the fraction of 
 infarct. :func:`state_parameters` turns them into multipliers of normal CBF/CBV and arrival
 delay and dispersion. The truth label comes from these states, never from computed maps:
 
-* core: CBF 8-28 % of normal, CBV 30-60 %, Tmax 8-12 s (+ dispersion): irreversibly injured;
-* penumbra: CBF 35-70 %, CBV 90-115 %, Tmax 6.5-9.5 s (+ dispersion): hypoperfused, salvageable;
-* benign oligaemia: CBF 85-100 %, CBV 100-110 %, Tmax 4-5.6 s, no dispersion: labelled brain.
+* core: CBF 8-28 % of normal, CBV 30-60 %, delay 7-10 s, dispersion 1.5-2.5 s (Tmax ~10-13 s):
+  irreversibly injured;
+* penumbra: CBF 35-70 %, CBV 90-115 %, delay 5.5-8 s, dispersion 0.5-1.5 s (Tmax ~7-10 s):
+  hypoperfused, salvageable;
+* benign oligaemia: CBF 85-100 %, CBV 100-110 %, delay = Tmax 4-5.6 s, no dispersion: labelled brain.
+
+So the truth agrees with the clinical rules (core rCBF < 30 %, hypoperfused Tmax > 6 s) on pure
+tissue; noise, partial volume and the confounders make the computed maps disagree at times.
 
 Groups: LVO has one territorial lesion (MCA, or MCA+ACA for a carotid-T occlusion) whose core
 lies inside a wider penumbra inside an oligaemic rim; Non-LVO has 1-3 small distal lesions;
@@ -22,8 +27,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.special import expit
 
-from .anatomy import Anatomy
+from .anatomy import Anatomy, upsample
 
 NORMAL, OLIGAEMIA, PENUMBRA, CORE = 0, 1, 2, 3
 
@@ -66,12 +72,8 @@ class TissueState:
     record: dict = field(default_factory=dict)
 
 
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def smooth_fields(anatomy: Anatomy, rng: np.random.Generator, channels: int) -> np.ndarray:
-    """``channels`` smooth random fields (unit SD, ~20 mm correlation) at every voxel, (C, z, y, x).
+    """``channels`` smooth random fields (unit SD, ~20 mm correlation) on the working grid, (C, z, w, w).
 
     Defined in template space, so they deform with the head.
     """
@@ -94,9 +96,9 @@ def smooth_fields(anatomy: Anatomy, rng: np.random.Generator, channels: int) -> 
 def territories(mni: np.ndarray, side: int) -> dict[str, np.ndarray]:
     """Soft vascular territories (0..1) of one hemisphere (``side`` +1 right, -1 left)."""
     x, y, z = mni
-    hemisphere = _sigmoid((side * x - 3.0) / 1.5)
-    aca = _sigmoid((16.0 - np.abs(x)) / 3.0) * _sigmoid((y + 25.0) / 6.0) * hemisphere
-    pca = _sigmoid((-55.0 - y) / 6.0) * hemisphere
+    hemisphere = expit((side * x - 3.0) / 1.5)
+    aca = expit((16.0 - np.abs(x)) / 3.0) * expit((y + 25.0) / 6.0) * hemisphere
+    pca = expit((-55.0 - y) / 6.0) * hemisphere
     mca = np.clip(hemisphere - np.maximum(aca, pca), 0.0, 1.0)
     return {"MCA": mca.astype(np.float32), "ACA": aca.astype(np.float32), "PCA": pca.astype(np.float32)}
 
@@ -122,10 +124,9 @@ def _assign(state, depth, severity, where, levels):
 
 def _random_tissue_point(anatomy: Anatomy, rng: np.random.Generator) -> np.ndarray:
     """Template RAS coordinates of a random parenchyma voxel of the slab."""
-    parenchyma = (anatomy.gm + anatomy.wm) > 0.7
-    candidates = np.flatnonzero(parenchyma)
+    candidates = np.flatnonzero(anatomy.work_parenchyma > 0.7)
     if candidates.size == 0:
-        candidates = np.flatnonzero((anatomy.gm + anatomy.wm + anatomy.csf) > 0.5)
+        candidates = np.arange(anatomy.work_parenchyma.size)
     pick = int(candidates[rng.integers(candidates.size)])
     return anatomy.mni.reshape(3, -1)[:, pick].astype(float)
 
@@ -136,8 +137,13 @@ def _ellipsoid_distance(mni, centre, radii):
 
 
 def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> TissueState:
-    """Draw the acute lesion(s) of ``group`` and the confounders; see the module docstring."""
+    """Draw the acute lesion(s) of ``group`` and the confounders; see the module docstring.
+
+    Smooth fields (severity, delay, territories) are evaluated on the working grid and
+    interpolated to the full grid before thresholding, so lesion borders are full resolution.
+    """
     shape = anatomy.shape
+    size = shape[-1]
     mni = anatomy.mni
     noise = smooth_fields(anatomy, rng, 3)
     state = np.zeros(shape, np.uint8)
@@ -149,15 +155,17 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
     affected_artery = np.zeros(shape, bool)
 
     base_delay = np.float32(rng.uniform(0.0, 1.0)) + 0.4 * (1.0 + np.tanh(noise[1]))
-    base_dispersion = np.zeros(shape, np.float32)
+    base_dispersion = np.zeros(mni.shape[1:], np.float32)
     if rng.random() < 0.25:  # delay without ischaemia: stenosis with good collaterals
         delayed_side = int(rng.choice([-1, 1]))
         extra = float(rng.uniform(2.0, 3.5))
-        weight = _sigmoid(delayed_side * mni[0] / 5.0)
+        weight = expit(delayed_side * mni[0] / 5.0)
         base_delay = base_delay + extra * weight
         base_dispersion = base_dispersion + 0.5 * weight
         record["confounders"].append({"kind": "delay_without_ischaemia", "side": "right" if delayed_side > 0 else "left",
                                       "extra_delay_s": extra, "dispersion_s": 0.5})
+    base_delay, base_dispersion, flow_variation = upsample(
+        np.stack([base_delay, base_dispersion, 1.0 + 0.05 * noise[2]]), size)
 
     if group == "LVO":
         terr = territories(mni, side)
@@ -166,6 +174,8 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
         deep = np.array([side * 28.0, 0.0, 2.0])  # lentiform nucleus / insula: the core starts here
         distance = np.sqrt(sum((mni[a] - deep[a]) ** 2 for a in range(3)))
         severity = weight * (1.0 - 0.5 * distance / 70.0) + 0.12 * noise[0]
+        lateral = (np.abs(mni[0]) > 30.0).astype(np.float32)
+        weight, severity, lateral = upsample(np.stack([weight, severity, lateral]), size)
         candidates = (weight > 0.5) & parenchyma
         hypoperfused = float(rng.uniform(0.6, 0.95))
         core_share = float(rng.beta(2.0, 3.0) * 0.7)
@@ -174,7 +184,7 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
             severity, candidates, [min(hypoperfused + rim, 1.0), hypoperfused, hypoperfused * core_share]
         )
         _assign(state, depth, severity, weight > 0.2, levels)
-        affected_artery = (weight > 0.5) & (anatomy.artery > 0.05) & (np.abs(mni[0]) > 30.0)
+        affected_artery = (weight > 0.5) & (anatomy.artery > 0.05) & (lateral > 0.5)
         record["lesions"].append({
             "kind": "territorial", "occlusion": "carotid-T" if carotid_t else "M1",
             "territory": "MCA+ACA" if carotid_t else "MCA", "side": record["side"],
@@ -186,7 +196,7 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
             radius = float(rng.uniform(5.0, 14.0))
             radii = radius * rng.uniform(0.7, 1.3, 3)
             with_core = bool(rng.random() < 0.7)
-            severity = 1.0 - _ellipsoid_distance(mni, centre, radii) + 0.1 * noise[0]
+            severity = upsample((1.0 - _ellipsoid_distance(mni, centre, radii) + 0.1 * noise[0])[None], size)[0]
             levels = [-0.3 if rng.random() < 0.5 else 0.0, 0.0, 0.55 if with_core else np.inf]
             _assign(state, depth, severity, severity > -0.3, levels)
             record["lesions"].append({"kind": "distal", "centre_mni_mm": centre.tolist(),
@@ -195,7 +205,7 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
     if rng.random() < 0.2:  # benign oligaemia away from any lesion
         centre = _random_tissue_point(anatomy, rng)
         radius = float(rng.uniform(15.0, 30.0))
-        severity = 1.0 - _ellipsoid_distance(mni, centre, (radius,) * 3) + 0.1 * noise[0]
+        severity = upsample((1.0 - _ellipsoid_distance(mni, centre, (radius,) * 3) + 0.1 * noise[0])[None], size)[0]
         _assign(state, depth, severity, (severity > 0) & (state == NORMAL), [0.0, np.inf, np.inf])
         record["confounders"].append({"kind": "benign_oligaemia", "centre_mni_mm": centre.tolist(), "radius_mm": radius})
 
@@ -204,16 +214,14 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
         centre = _random_tissue_point(anatomy, rng)
         radius = float(rng.uniform(5.0, 12.0))
         distance = _ellipsoid_distance(mni, centre, (radius,) * 3) * radius
-        old_infarct = np.clip((radius - distance) / 2.0 + 0.5, 0.0, 1.0).astype(np.float32)
+        old_infarct = upsample(np.clip((radius - distance) / 2.0 + 0.5, 0.0, 1.0)[None], size)[0]
         record["confounders"].append({"kind": "old_infarct", "centre_mni_mm": centre.tolist(), "radius_mm": radius})
 
     state[~parenchyma] = NORMAL
-    flow_variation = (1.0 + 0.05 * noise[2]).astype(np.float32)
     record["confounders"].append({"kind": "regional_flow_variation", "sd": 0.05})
     return TissueState(
-        state=state, depth=depth, base_delay_s=np.asarray(base_delay, np.float32),
-        base_dispersion_s=base_dispersion.astype(np.float32), flow_variation=flow_variation,
-        old_infarct=old_infarct, affected_artery=affected_artery, record=record,
+        state=state, depth=depth, base_delay_s=base_delay, base_dispersion_s=base_dispersion,
+        flow_variation=flow_variation, old_infarct=old_infarct, affected_artery=affected_artery, record=record,
     )
 
 
@@ -232,8 +240,8 @@ def state_parameters(tissue: TissueState) -> tuple[np.ndarray, np.ndarray, np.nd
     # (state, cbf factor at depth 0 and 1, cbv factor at 0 and 1, delay at 0 and 1, dispersion at 0 and 1)
     table = (
         (OLIGAEMIA, (1.0, 0.85), (1.0, 1.1), (4.0, 5.6), (0.0, 0.0)),
-        (PENUMBRA, (0.7, 0.35), (1.15, 0.9), (6.5, 9.5), (1.0, 2.5)),
-        (CORE, (0.28, 0.08), (0.6, 0.3), (8.0, 12.0), (2.0, 3.0)),
+        (PENUMBRA, (0.7, 0.35), (1.15, 0.9), (5.5, 8.0), (0.5, 1.5)),
+        (CORE, (0.28, 0.08), (0.6, 0.3), (7.0, 10.0), (1.5, 2.5)),
     )
     for value, cbf_range, cbv_range, delay_range, dispersion_range in table:
         where = s == value

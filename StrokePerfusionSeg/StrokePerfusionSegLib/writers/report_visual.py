@@ -1,11 +1,13 @@
 """The one-page visual report (PNG and PDF) a stroke team reads in a few seconds.
 
 Top: study, method and NIHSS. Middle: a montage of up to :data:`MONTAGE_SLICES` axial slices
-(those with the most lesion, in z order, or evenly spaced when there is none),
-core and penumbra filled over the MIP (first row) and outlined over Tmax in the product's colour
-table (second row); without a MIP the first row shows CBF. Bottom: the volume table, the mismatch summary against DEFUSE-3 style criteria
-and the decision-support caveat. Images are shown in radiological convention (patient's left
-on the right, anterior up) when the grid's axes allow it.
+(those with the most lesion, in z order, or evenly spaced when there is none), three per line;
+each line of slices is shown twice: core and penumbra filled over the MIP (grey), then outlined
+over Tmax in the product's colour table (without a MIP, CBF takes the MIP's place). The tiles
+are rendered with numpy (``maps.encode_rgb``) and shown as one image, which keeps the page fast
+to draw. Bottom: the volume table, the mismatch summary against DEFUSE-3 style criteria and the
+decision-support caveat. Images are shown in radiological convention (patient's left on the
+right, anterior up) when the grid's axes allow it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 
 from ..imageio import Geometry
 from ..labels import LESION_SEGMENTS
-from ..maps import PERFUSION_LUT, map_spec
+from ..maps import encode_rgb, map_spec
 from ..volumes import DECISION_SUPPORT_CAVEAT, LesionVolumes
 from ._atomic import write_atomically
 
@@ -26,6 +28,12 @@ MONTAGE_SLICES = 6
 OVERLAY_ALPHA = 0.45
 PAGE_SIZE_IN = (8.27, 11.69)  # A4 portrait
 PNG_DPI = 110
+#: Largest side of a montage tile in pixels; bigger slices are shown every n-th pixel, which
+#: is finer than the printed tile (about 1.3 inch) resolves and keeps the PDF small and fast.
+TILE_PIXELS = 256
+TILE_GAP = 4
+MONTAGE_COLUMNS = 3
+OUTLINE_PIXELS = 2
 
 
 def montage_slices(labels: np.ndarray, count: int = MONTAGE_SLICES) -> list[int]:
@@ -38,7 +46,10 @@ def montage_slices(labels: np.ndarray, count: int = MONTAGE_SLICES) -> list[int]
     return sorted(ranked)
 
 
-def _radiological(plane: np.ndarray, geometry: Geometry) -> np.ndarray:
+def _tile(plane: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """A slice as shown: reduced to at most TILE_PIXELS a side, in radiological orientation."""
+    step = max(1, -(-max(plane.shape[:2]) // TILE_PIXELS))
+    plane = plane[::step, ::step]
     direction = np.array(geometry.direction).reshape(3, 3)
     if direction[0, 0] < 0:  # x runs to the patient's right: flip so the left is on the right
         plane = plane[:, ::-1]
@@ -47,13 +58,38 @@ def _radiological(plane: np.ndarray, geometry: Geometry) -> np.ndarray:
     return plane
 
 
-def _overlay(labels_plane: np.ndarray) -> np.ndarray:
-    rgba = np.zeros(labels_plane.shape + (4,), dtype=np.float32)
+def _draw_segments(rgb: np.ndarray, labels_plane: np.ndarray, *, filled: bool) -> np.ndarray:
+    """Blend the lesion segments into an RGB tile: filled (alpha) or as 1-pixel outlines."""
+    from scipy import ndimage
+
+    rgb = rgb.astype(np.float32)
     for spec in LESION_SEGMENTS:
-        where = labels_plane == spec.label
-        rgba[where, :3] = spec.color
-        rgba[where, 3] = OVERLAY_ALPHA
-    return rgba
+        mask = labels_plane == spec.label
+        if not filled:
+            mask &= ~ndimage.binary_erosion(mask, iterations=OUTLINE_PIXELS)
+        colour = np.array(spec.color, dtype=np.float32) * 255.0
+        alpha = OVERLAY_ALPHA if filled else 1.0
+        rgb[mask] = (1.0 - alpha) * rgb[mask] + alpha * colour
+    return rgb.astype(np.uint8)
+
+
+def _row_width(labels: np.ndarray, geometry: Geometry) -> int:
+    tile_width = _tile(labels[0], geometry).shape[1]
+    return MONTAGE_COLUMNS * tile_width + (MONTAGE_COLUMNS - 1) * TILE_GAP
+
+
+def montage_row(values: np.ndarray, labels: np.ndarray, name: str, slices: Sequence[int], geometry: Geometry,
+                *, filled: bool) -> np.ndarray:
+    """One montage row as an RGB image: the map in its colour table with the segments drawn.
+
+    Tiles are separated by :data:`TILE_GAP` white pixels.
+    """
+    tiles = []
+    for z in slices:
+        rgb = encode_rgb(_tile(values[z], geometry), name)
+        tiles.append(_draw_segments(rgb, _tile(labels[z], geometry), filled=filled))
+        tiles.append(np.full((rgb.shape[0], TILE_GAP, 3), 255, dtype=np.uint8))
+    return np.concatenate(tiles[:-1], axis=1)
 
 
 def _volume_lines(volumes: LesionVolumes) -> tuple[list[list[str]], str]:
@@ -90,38 +126,37 @@ def render_report_figure(
 
     ``maps`` needs ``tmax``; the first row uses ``mip`` when present, else ``cbf``.
     """
-    from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    perfusion_colours = ListedColormap(PERFUSION_LUT / 255.0)
-    rows = [("mip", "gray") if "mip" in maps else ("cbf", perfusion_colours), ("tmax", perfusion_colours)]
+    first = "mip" if "mip" in maps else "cbf"
     slices = montage_slices(labels)
-    aspect = geometry.spacing[1] / geometry.spacing[0]
+    lines = [slices[i : i + MONTAGE_COLUMNS] for i in range(0, len(slices), MONTAGE_COLUMNS)]
+    strips, captions = [], []  # captions: (row index, map name, slice numbers)
+    for line in lines:
+        for name, filled in ((first, True), ("tmax", False)):
+            strip = montage_row(maps[name], labels, name, line, geometry, filled=filled)
+            padded = np.full((strip.shape[0], _row_width(labels, geometry), 3), 255, dtype=np.uint8)
+            padded[:, : strip.shape[1]] = strip
+            strips += [padded, np.full((TILE_GAP * 3, padded.shape[1], 3), 255, dtype=np.uint8)]
+            captions.append((name, line))
+    mosaic = np.concatenate(strips[:-1], axis=0)
     figure = Figure(figsize=PAGE_SIZE_IN)
     figure.text(0.5, 0.965, title, ha="center", fontsize=15, weight="bold")
     figure.text(0.5, 0.94, subtitle, ha="center", fontsize=9)
-    grid = figure.add_gridspec(2, len(slices), left=0.03, right=0.97, top=0.92, bottom=0.47, hspace=0.12, wspace=0.04)
-    for row, (name, colour_map) in enumerate(rows):
+    axes = figure.add_axes((0.07, 0.47, 0.9, 0.45))
+    axes.imshow(mosaic, aspect=geometry.spacing[1] / geometry.spacing[0], interpolation="nearest")
+    axes.set_axis_off()
+    tile_height = strips[0].shape[0]
+    tile_width = _tile(labels[0], geometry).shape[1]
+    for row, (name, line) in enumerate(captions):
+        top = row * (tile_height + TILE_GAP * 3)
         low, high = map_spec(name).window
-        for column, z in enumerate(slices):
-            axes = figure.add_subplot(grid[row, column])
-            axes.imshow(_radiological(maps[name][z], geometry), cmap=colour_map, vmin=low, vmax=high,
-                        aspect=aspect, interpolation="nearest")
-            if row == 0:  # filled on the MIP, outlined on Tmax so its colours stay readable
-                axes.imshow(_radiological(_overlay(labels[z]), geometry), aspect=aspect, interpolation="nearest")
-            else:
-                for spec in LESION_SEGMENTS:
-                    mask = _radiological(labels[z] == spec.label, geometry)
-                    if mask.any():
-                        axes.contour(mask.astype(np.float32), levels=[0.5], colors=[spec.color], linewidths=1.0)
-            axes.set_xticks([])
-            axes.set_yticks([])
-            if row == 0:
-                axes.set_title(f"slice {z + 1}/{labels.shape[0]}", fontsize=7)
-            if column == 0:
-                unit = map_spec(name).unit
-                axes.set_ylabel(f"{name.upper()} [{low:g}-{high:g} {unit}]", fontsize=7)
+        axes.text(-6, top + tile_height / 2, f"{name.upper()}\n{low:g}-{high:g} {map_spec(name).unit}",
+                  ha="right", va="center", fontsize=7)
+        for column, z in enumerate(line):
+            axes.text(column * (tile_width + TILE_GAP) + 3, top + 3, f"{z + 1}/{labels.shape[0]}",
+                      ha="left", va="top", fontsize=6, color="white")
     for index, spec in enumerate(LESION_SEGMENTS):  # colour key of the overlays
         figure.patches.append(
             Rectangle((0.06 + 0.2 * index, 0.445), 0.015, 0.012, transform=figure.transFigure, color=spec.color)

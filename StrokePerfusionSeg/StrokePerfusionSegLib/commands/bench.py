@@ -1,0 +1,210 @@
+"""``strokeperfusionseg bench``: time the predictor on a synthetic study and compare the FLOP
+rate achieved with a large matrix product's on the same machine.
+
+The study is synthetic (maps drawn in their windows, an elliptic head in the MIP): speed does
+not depend on content. The model has random weights for the same reason. Figures printed:
+parameters, GFLOPs per slice, seconds per study and per slice for each precision, the achieved
+GFLOP/s as a fraction of the matrix-product rate of the same dtype, and peak memory (process
+resident set from ``ru_maxrss`` on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+#: Targets of the issue for SF(PMs,N) width 1.0 on a 20-slice 512x512 study.
+TARGETS = {"cpu_seconds_per_study": 60.0, "fraction_of_matmul": 0.40, "peak_memory_mb": 4096.0,
+           "gpu_seconds_per_study": 2.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", choices=("SF", "EF", "EFI"), default="SF", help="architecture (default SF)")
+    parser.add_argument("--inputs", default="cbf,cbv,ttp,tmax", metavar="MAPS",
+                        help="comma-separated image inputs (default cbf,cbv,ttp,tmax)")
+    parser.add_argument("--nihss", action=argparse.BooleanOptionalAction, default=True,
+                        help="the model reads the NIHSS score (default yes: SF(PMs,N))")
+    parser.add_argument("--width", type=float, default=1.0, metavar="W", help="width multiplier (default 1.0)")
+    parser.add_argument("--size", type=int, default=512, metavar="N",
+                        help="network and study image size in pixels (default 512)")
+    parser.add_argument("--slices", type=int, default=20, help="slices in the study (default 20)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    parser.add_argument("--precisions", default="fp32,bf16", metavar="LIST",
+                        help="comma-separated precisions to time: fp32, bf16, fp16 (default fp32,bf16)")
+    parser.add_argument("--memory-budget-mb", type=float, default=2048.0, metavar="MB",
+                        help="activation memory per batch given to the predictor (default 2048)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs per precision; the best is kept")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time inference on a synthetic study (seconds per study, FLOP rate, peak memory)",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def synthetic_study(slices: int, size: int, seed: int = 0):
+    """Maps ``{name: (slices, size, size) float32}`` inside their windows and an elliptic-head MIP (HU)."""
+    import numpy as np
+
+    from ..maps import MAP_NAMES, map_spec
+
+    rng = np.random.default_rng(seed)
+    images = {}
+    for name in MAP_NAMES:
+        low, high = map_spec(name).window
+        images[name] = rng.uniform(low, high, (slices, size, size)).astype(np.float32)
+    yy, xx = np.mgrid[:size, :size]
+    radius = np.hypot((yy - size / 2) / (0.45 * size), (xx - size / 2) / (0.38 * size))
+    head = np.where(radius < 0.9, 35.0, np.where(radius < 1.0, 600.0, -1000.0)).astype(np.float32)
+    images["mip"] = np.repeat(head[None], slices, axis=0) + rng.normal(0, 2, (slices, size, size)).astype(np.float32)
+    return images
+
+
+def matmul_gflops(device, dtype, size: int, repeats: int = 3) -> float:
+    """Best GFLOP/s of a ``size``-cubed matrix product (2 * size**3 FLOPs) on ``device``."""
+    import time
+
+    import torch
+
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def peak_memory_mb(device) -> float:
+    import resource
+    import sys
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KB on Linux
+
+
+def run_benchmark(config, *, slices: int, device: str, precisions, memory_budget_mb: float,
+                  repeats: int = 1, log=print) -> dict:
+    """Time :func:`predictor.predict` on a synthetic study for each precision; figures as a dict."""
+    import os
+
+    import torch
+
+    from ..bundle import Bundle
+    from ..flops import model_cost
+    from ..networks import build_model
+    from ..predictor import _autocast_dtype, _resolve_device, predict, slices_per_batch
+
+    torch_device = _resolve_device(device)
+    if torch_device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    dtypes = {precision: _autocast_dtype(precision, torch_device) for precision in precisions}
+    cost = model_cost(config)
+    result = {
+        "device": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else "cpu",
+        "threads": torch.get_num_threads(),
+        "config": config.to_dict(),
+        "slices": slices,
+        "parameters": cost.parameters,
+        "gflops_per_slice": cost.gflops_per_slice,
+        "memory_before_model_mb": peak_memory_mb(torch_device),
+        "runs": [],
+    }
+    matmul_size = 8192 if torch_device.type == "cuda" else 2048
+    rates = {}
+    for precision, dtype in dtypes.items():
+        rates[precision] = matmul_gflops(torch_device, dtype or torch.float32, matmul_size)
+        log(f"matrix product {matmul_size}^3 {precision}: {rates[precision]:.0f} GFLOP/s")
+
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    bundle = Bundle(model=model, config=config, manifest={"id": "benchmark"}, path=None)
+    images = synthetic_study(slices, config.image_size)
+    mip = images.pop("mip")
+    study = {name: images[name] for name in config.inputs if name != "mip"}
+    if "mip" in config.inputs:
+        study["mip"] = mip
+    nihss = 12 if config.use_nihss else None
+    for precision, dtype in dtypes.items():
+        if torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(torch_device)
+        warm = {name: values[:1] for name, values in study.items()}
+        predict(warm, (5.0, 0.45, 0.45), method=bundle, nihss=nihss, mip=mip[:1],
+                device=str(torch_device), precision=precision, memory_budget_mb=memory_budget_mb)
+        best = None
+        for _ in range(repeats):
+            prediction = predict(study, (5.0, 0.45, 0.45), method=bundle, nihss=nihss, mip=mip,
+                                 device=str(torch_device), precision=precision,
+                                 memory_budget_mb=memory_budget_mb)
+            if best is None or prediction.timings["total_s"] < best["total_s"]:
+                best = prediction.timings
+        achieved = cost.flops_per_slice * slices / best["network_s"] / 1e9
+        run = {
+            "precision": precision,
+            "slices_per_batch": slices_per_batch(config, memory_budget_mb, dtype),
+            "seconds_per_study": best["total_s"],
+            "checks_seconds": best["checks_s"],
+            "encode_seconds": best["encode_s"],
+            "network_seconds": best["network_s"],
+            "postprocess_seconds": best["postprocess_s"],
+            "seconds_per_slice": best["network_s"] / slices,
+            "achieved_gflops": achieved,
+            "matmul_gflops": rates[precision],
+            "fraction_of_matmul": achieved / rates[precision],
+            "peak_memory_mb": peak_memory_mb(torch_device),
+        }
+        result["runs"].append(run)
+        log(f"{precision}: {run['seconds_per_study']:.2f} s per study (checks and brain mask "
+            f"{run['checks_seconds']:.2f} s, encoding {run['encode_seconds']:.2f} s, network "
+            f"{run['network_seconds']:.2f} s, post-processing {run['postprocess_seconds']:.2f} s), "
+            f"{achieved:.0f} GFLOP/s ({run['fraction_of_matmul']:.0%} of matmul), peak {run['peak_memory_mb']:.0f} MB")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..errors import InputError
+    from ..networks import ModelConfig
+
+    if args.slices < 1 or args.repeats < 1:
+        raise InputError("--slices and --repeats must be at least 1")
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    config = ModelConfig(arch=args.arch, inputs=tuple(s.strip() for s in args.inputs.split(",") if s.strip()),
+                         use_nihss=args.nihss, width=args.width, image_size=args.size)
+    quiet = args.json
+    result = run_benchmark(config, slices=args.slices, device=args.device, precisions=precisions,
+                           memory_budget_mb=args.memory_budget_mb, repeats=args.repeats,
+                           log=(lambda *_: None) if quiet else print)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    label = f"{config.arch}({','.join(config.inputs)}{',N' if config.use_nihss else ''})"
+    print(f"\n{label} width {config.width:g}, {args.slices} slices of {config.image_size}x{config.image_size}"
+          f" on {result['device']} ({result['threads']} threads)")
+    print(f"parameters {result['parameters']:,}; {result['gflops_per_slice']:.1f} GFLOPs per slice "
+          "(multiply-add = 2 FLOPs)")
+    print(f"{'precision':<10}{'s/study':>9}{'s/slice':>9}{'GFLOP/s':>9}{'matmul':>9}{'fraction':>9}{'peak MB':>9}")
+    for run_ in result["runs"]:
+        print(f"{run_['precision']:<10}{run_['seconds_per_study']:>9.2f}{run_['seconds_per_slice']:>9.3f}"
+              f"{run_['achieved_gflops']:>9.0f}{run_['matmul_gflops']:>9.0f}{run_['fraction_of_matmul']:>9.0%}"
+              f"{run_['peak_memory_mb']:>9.0f}")
+    kind = "gpu" if result["device"] != "cpu" else "cpu"
+    print(f"targets (SF(PMs,N) width 1.0, 20x512x512): <= {TARGETS[kind + '_seconds_per_study']:g} s per study"
+          f" on {kind.upper()}, >= {TARGETS['fraction_of_matmul']:.0%} of matmul rate,"
+          f" <= {TARGETS['peak_memory_mb']:.0f} MB peak")
+    return 0

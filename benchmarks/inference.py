@@ -1,0 +1,26 @@
+"""Inference benchmark of the segmentation network (issue 3).
+
+    python -m benchmarks.inference                      # SF(PMs,N) width 1.0, 20 x 512 x 512
+    python -m benchmarks.inference --width 0.125 --size 256 --slices 20
+    python -m benchmarks.inference --device cuda --precisions bf16,fp16,fp32
+
+Same as ``strokeperfusionseg bench`` (the logic lives in
+:mod:`StrokePerfusionSegLib.commands.bench` so installed copies have it too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from StrokePerfusionSegLib.commands import bench
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__.split("\n\n")[0])
+    bench.add_arguments(parser)
+    return bench.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
