@@ -78,6 +78,15 @@ def test_dicom_study_with_network_writes_dicom_seg(lvo_case, tiny_bundle, tmp_pa
     assert hd.seg.segread(out / "study1_seg.dcm").number_of_segments == 2
 
 
+def test_raw_ctp_file_maps_computed_first(tiny_cohort, tmp_path):
+    cohort = load_cohort(tiny_cohort)
+    ctp = cohort.case_folder(cohort.ids(group="LVO")[0]) / "ctp.nii.gz"
+    assert run_cli("--ctp", ctp, "--method", "threshold", "--format", "nifti", "--out", tmp_path) == 0
+    report = json.loads((tmp_path / "ctp" / "ctp_report.json").read_text())
+    assert report["inputs"]["kind"] == "ctp" and report["inputs"]["maps"]["tmax"]["kind"] == "computed"
+    assert report["timings_s"]["perfusion"] > 0
+
+
 def test_batch_with_broken_cases_and_summary(tiny_cohort, tmp_path):
     studies = tmp_path / "studies"
     studies.mkdir()

@@ -127,3 +127,14 @@ def test_labels_outside_range_are_rejected(tmp_path):
     folder = casefolder.save_case(case, tmp_path / "p001")
     with pytest.raises(InputError, match="outside 0..3"):
         casefolder.load_case(folder)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_truncated_nifti_is_refused(tmp_path, suffix):
+    array = np.random.default_rng(4).random((4, 16, 16), dtype=np.float32)
+    path = imageio.write_array(array, GEOMETRY, tmp_path / f"cbf{suffix}")
+    assert np.array_equal(sitk.GetArrayFromImage(imageio.read_image(path)), array)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        imageio.read_image(path)

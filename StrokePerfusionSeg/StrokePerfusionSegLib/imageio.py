@@ -7,7 +7,9 @@ in the target folder and is renamed into place, so a crash never leaves a half-w
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,46 @@ def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None 
     return geometry.apply(image)
 
 
+def _nifti1_data_end(header: bytes) -> int | None:
+    """Byte offset where a NIfTI-1 file's voxel data ends, or None for another format."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            dims = struct.unpack(order + "8h", header[40:56])
+            bits_per_voxel = struct.unpack(order + "h", header[72:74])[0]
+            data_offset = int(struct.unpack(order + "f", header[108:112])[0])
+            voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]], dtype=np.int64))
+            return data_offset + voxels * bits_per_voxel // 8
+    return None
+
+
+def check_complete(path: Path) -> None:
+    """Raise :class:`InputError` when a NIfTI file is shorter than its header says.
+
+    ITK reads a truncated file (an interrupted copy) without complaint and fills the rest with
+    zeros, so a half-copied study would be segmented as if complete. For ``.nii.gz`` the gzip
+    trailer's uncompressed size is compared with the header's, which costs no decompression.
+    """
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        with gzip.open(path, "rb") as stream:
+            try:
+                expected = _nifti1_data_end(stream.read(348))
+            except (OSError, EOFError):
+                expected = -1
+        with open(path, "rb") as raw:
+            raw.seek(-4, os.SEEK_END)
+            stored = struct.unpack("<I", raw.read(4))[0]
+        complete = expected is None or (expected >= 0 and stored == expected % 2**32)
+    elif name.endswith(".nii"):
+        with open(path, "rb") as raw:
+            expected = _nifti1_data_end(raw.read(348))
+        complete = expected is None or path.stat().st_size >= expected
+    else:
+        return
+    if not complete:
+        raise InputError(f"{path} is truncated or damaged (an interrupted copy?): copy it again")
+
+
 def read_image(path: str | os.PathLike) -> sitk.Image:
     """Read a NIfTI/NRRD/MetaImage file; an :class:`InputError` naming the file otherwise."""
     path = Path(path)
@@ -113,6 +155,7 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             f"{path.name} is not a NIfTI/NRRD/MetaImage file: give a file ending in "
             + ", ".join(READABLE_SUFFIXES)
         )
+    check_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
