@@ -17,7 +17,7 @@ import pytest
 
 from StrokePerfusionSegLib import dicom, imageio
 from StrokePerfusionSegLib.errors import InputError
-from StrokePerfusionSegLib.maps import MAP_SPECS, decode_rgb, encode_rgb
+from StrokePerfusionSegLib.maps import MAP_SPECS, PERFUSION_LUT, decode_rgb, encode_rgb, window_to_index
 from StrokePerfusionSegLib.studyio import load_study
 
 MAPS = ("cbf", "cbv", "ttp", "tmax", "mip")
@@ -83,6 +83,28 @@ def test_colour_map_decoded_with_overlays_masked(lvo_case, tmp_path):
     # exactly the decoded clean image: colour bar and text gone, every head pixel kept.
     np.testing.assert_array_equal(volume.values, decode_rgb(lvo_case.rgb["cbf"], "cbf"))
     assert any("masked" in note for note in volume.notes)
+
+
+def test_palette_colour_map(lvo_case, tmp_path):
+    """A PALETTE COLOR series (8-bit indices, 16-bit palette) decodes like the RGB copy."""
+    folder = dicom.write_case_as_dicom(lvo_case, tmp_path / "palette", maps=(), colour_maps=("cbf",), with_ctp=False)
+    indices = window_to_index(lvo_case.maps["cbf"], "cbf")
+    palette = PERFUSION_LUT.astype(np.uint16) * 257
+
+    def to_palette(dataset, z):
+        dataset.PhotometricInterpretation = "PALETTE COLOR"
+        dataset.SamplesPerPixel = 1
+        del dataset.PlanarConfiguration
+        dataset.PixelData = np.ascontiguousarray(indices[z]).tobytes()
+        for channel, colour in enumerate(("Red", "Green", "Blue")):
+            dataset.add_new(f"{colour}PaletteColorLookupTableDescriptor", "US", [256, 0, 16])
+            dataset.add_new(f"{colour}PaletteColorLookupTableData", "OW", palette[:, channel].tobytes())
+
+    edit_series(folder, "CBF color", to_palette)
+    (series,) = dicom.scan_folder(folder).series
+    volume = dicom.read_map_series(series, "cbf")
+    assert volume.kind == "colour"
+    np.testing.assert_array_equal(volume.values, decode_rgb(lvo_case.rgb["cbf"], "cbf"))
 
 
 def test_unknown_colour_table_is_refused(lvo_case, tmp_path):

@@ -70,17 +70,11 @@ def _without_vessels(study):
     return series
 
 
-def _nan_series(study):
-    series = study.ctp_hu.copy()
-    series[5, 0, 6, 6] = np.nan
-    return series
-
-
-#: Bad input -> function(study, folder) writing it and returning its path.
+#: Bad input -> function(study, folder) writing it and returning its path. (NaN and infinity
+#: cannot travel this way: ITK's NIfTI reader turns them into 0; the library test below has them.)
 BAD_FILES = {
     "3D given": lambda s, d: _write(s.ctp_hu[0], d / "volume.nii.gz"),
     "8 frames": lambda s, d: _write(s.ctp_hu[:8], d / "short.nii.gz"),
-    "NaN": lambda s, d: _write(_nan_series(s), d / "nan.nii.gz"),
     "no bolus": lambda s, d: _write(np.repeat(s.ctp_hu[:1], 20, axis=0), d / "flat.nii.gz"),
     "no AIF": lambda s, d: _write(_without_vessels(s), d / "no_artery.nii.gz"),
     "not NIfTI": lambda s, d: (d / "notes.txt", (d / "notes.txt").write_text("not an image"))[0],
@@ -138,3 +132,11 @@ def test_library_refuses_bad_arguments(study, kwargs, words):
     arguments.update(kwargs)
     with pytest.raises(InputError, match=words):
         compute_perfusion_maps(arguments.pop("ctp_hu"), arguments.pop("dt_s"), arguments.pop("spacing"), **arguments)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_library_refuses_nan_and_infinity(study, value):
+    series = study.ctp_hu.copy()
+    series[5, 0, 6, 6] = value
+    with pytest.raises(InputError, match="NaN or infinite"):
+        compute_perfusion_maps(series, 1.5, study.spacing)

@@ -71,7 +71,8 @@ def test_cohort_is_deterministic_and_refuses_existing_folder(tmp_path):
     config = PhantomConfig(size=32, slices=2, frames=12, maps="truth", with_rgb=False)
     first = generate_cohort(tmp_path / "a", 2, 9, config)
     second = generate_cohort(tmp_path / "b", 2, 9, config)
-    assert json.loads((first / "cohort.json").read_text())["cases"] == json.loads((second / "cohort.json").read_text())["cases"]
+    index = [json.loads((root / "cohort.json").read_text())["cases"] for root in (first, second)]
+    assert index[0] == index[1]
     a, b = (load_case(root / "P0002", with_ctp=True) for root in (first, second))
     np.testing.assert_array_equal(a.ctp, b.ctp)
     with pytest.raises(InputError, match="already exists"):

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from StrokePerfusionSegLib import labels
+from StrokePerfusionSegLib import labels, tracer
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.phantom import PhantomConfig, generate_case, simulate
+from StrokePerfusionSegLib.phantom.bolus import Bolus
 from StrokePerfusionSegLib.phantom.generator import NIHSS_MODEL, dispersed_residue_peak, draw_nihss
 
 TINY = PhantomConfig(size=64, slices=4, frames=30, maps="truth")
@@ -79,6 +80,23 @@ def test_truth_maps_match_the_clinical_definitions_on_lesion_tissue(lvo_study):
     assert np.all(truth["tmax"] >= truth["delay"])
     # With truth maps requested, the case maps are the truth.
     np.testing.assert_array_equal(lvo_study.case.maps["tmax"], truth["tmax"])
+
+
+def test_tissue_curves_are_the_tracer_model_of_the_truth_maps():
+    study = simulate("q", "LVO", 12, PhantomConfig(size=64, slices=4, frames=30, maps="truth", noise_hu=0.0))
+    case, truth = study.case, study.truth
+    bolus_record = {k: v for k, v in case.meta["source"]["bolus"].items() if k != "peak_time_s"}
+    t_s = np.arange(30) * 1.0
+    aif = Bolus(**bolus_record).arterial(t_s)
+    concentration = case.ctp - case.ctp[0]
+    # Tissue voxels of every state, away from vessels (which add their own curves).
+    tissue = (case.label >= labels.BRAIN) & (study.anatomy.artery + study.anatomy.vein < 1e-6)
+    voxels = np.argwhere(tissue)[:: max(1, int(tissue.sum()) // 300)]
+    z, y, x = voxels.T
+    expected = tracer.tissue_curves(aif, t_s, truth["cbf"][z, y, x], truth["cbv"][z, y, x],
+                                    truth["delay"][z, y, x], truth["dispersion"][z, y, x])
+    np.testing.assert_allclose(concentration[:, z, y, x], expected, atol=1e-3)
+    assert {labels.BRAIN, labels.PENUMBRA, labels.CORE} <= set(case.label[z, y, x].tolist())
 
 
 def test_dispersed_residue_peak_matches_the_analytic_solution():

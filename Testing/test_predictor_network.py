@@ -100,6 +100,8 @@ def test_colour_coded_maps_give_the_scalar_result(bundle, study):
     rgb = {name: maps.encode_rgb(values, name) for name, values in images.items()}
     coded = predict(rgb, SPACING, method=bundle, mip=mip)
     assert np.array_equal(scalar.probabilities, coded.probabilities)
+    assert any("cbf, cbv, ttp, tmax colour-coded" in note for note in scalar.notes)
+    assert not any("colour-coded" in note for note in coded.notes)
 
 
 def test_square_input_at_model_size_is_not_resampled(bundle):
@@ -223,3 +225,14 @@ def test_cuda_agrees_with_cpu_and_is_deterministic(bundle, study):
     assert np.array_equal(first.probabilities, second.probabilities)
     assert np.abs(cpu.probabilities - first.probabilities).max() < 0.05
     bundle.model.to("cpu")
+
+
+def test_scalar_encoding_model_decodes_colour_coded_maps(tmp_path, study):
+    images, mip = study
+    scalar_model = make_bundle(tmp_path, encoding="scalar")
+    plain = predict(images, SPACING, method=scalar_model, mip=mip)
+    rgb = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    decoded = predict(rgb, SPACING, method=scalar_model, mip=mip)
+    assert not any("decoded" in note for note in plain.notes)
+    assert any("decoded from colour" in note for note in decoded.notes)
+    assert np.abs(plain.probabilities - decoded.probabilities).max() < 0.05

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(study.cpu_timings[k] for k in stages):7.2f} s cpu")
     print(f"{'simulate total':<34s} {wall:7.2f} s wall {cpu:7.2f} s cpu")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
-    print(f"{'peak memory after simulate':<34s} {peak:7.0f} MiB (the 4D CTP alone: {study.case.ctp.nbytes / 2**20:.0f} MiB)")
+    ctp_mib = study.case.ctp.nbytes / 2**20
+    print(f"{'peak memory after simulate':<34s} {peak:7.0f} MiB (the 4D CTP alone: {ctp_mib:.0f} MiB)")
 
     if not args.no_write:
         with tempfile.TemporaryDirectory() as folder:

@@ -27,18 +27,16 @@ Accepted inputs (``--input``):
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_csv_atomically
 from .errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
 from .maps import MAP_NAMES
 
@@ -140,15 +138,7 @@ def _volume_columns() -> list[str]:
 
 
 def _write_csv(rows: list[dict], path: Path) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_volume_columns(), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=path.parent)
-    with os.fdopen(handle, "w", newline="") as stream:
-        stream.write(buffer.getvalue())
-    os.replace(temporary, path)
-    return path
+    return write_csv_atomically(path, rows, _volume_columns())
 
 
 def _dicom_nodes(scene, case: BatchCase, method) -> dict:

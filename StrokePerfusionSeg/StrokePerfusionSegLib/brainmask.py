@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from .errors import InputError
 
-#: Brain parenchyma range of the in-plane median-smoothed MIP, in HU. The low end drops CSF
+#: Brain parenchyma range of the in-plane 3 x 3 mean of the MIP, in HU. The low end drops CSF
 #: (~12 HU plus MIP noise bias), the high end bone and contrast-filled vessels.
 BRAIN_MIP_RANGE_HU = (22.0, 100.0)
 #: Unsmoothed MIP above this (HU) is a vessel or bone; such voxels are stripped with a margin.
@@ -52,7 +52,7 @@ def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float])
         raise InputError(f"spacing must be three positive sizes in mm (z, y, x), got {spacing}")
     if not np.all(np.isfinite(mip)):
         raise InputError("the MIP holds NaN or infinite values: check the CT perfusion export")
-    smooth = ndimage.median_filter(mip, size=(1, 3, 3), mode="nearest")
+    smooth = ndimage.uniform_filter(mip, size=(1, 3, 3), mode="nearest")
     low, high = BRAIN_MIP_RANGE_HU
     tissue = (smooth >= low) & (smooth <= high)
     vessel = ndimage.binary_dilation(mip > VESSEL_MIP_HU, structure=np.ones((1, 3, 3), bool))

@@ -16,13 +16,12 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .encoding import encoding_manifest
+from .atomic import staged_folder
 from .errors import InputError
 from .labels import CLASS_NAMES
 
@@ -168,14 +167,10 @@ def save_bundle(
 
     check_model_id(model_id)
     target = Path(folder) / model_id
-    if target.exists() and not overwrite:
-        raise InputError(f"bundle folder {target} already exists: remove it, or pass overwrite=True")
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     _compare_tensors(_expected_shapes(config), {n: tuple(t.shape) for n, t in state.items()}, f"model {model_id}")
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{model_id}.tmp-", dir=target.parent))
-    try:
+    with staged_folder(target, overwrite=overwrite) as staging:
         weights = staging / WEIGHTS_FILE
         save_file(state, str(weights), metadata={"model_id": model_id, "version": str(version)})
         manifest = {
@@ -202,16 +197,6 @@ def save_bundle(
         with open(staging / MANIFEST_FILE, "w", encoding="utf-8") as stream:
             json.dump(manifest, stream, indent=2, allow_nan=False)
             stream.write("\n")
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{model_id}.old-", dir=target.parent))
-            os.replace(target, retired / model_id)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import imageio
+from .atomic import staged_folder, write_text_atomically
 from .errors import InputError
 from .imageio import Geometry
 from .maps import MAP_NAMES, MAP_SPECS
@@ -89,20 +88,9 @@ class Case:
         return document
 
 
-def _temporary_sibling(folder: Path) -> Path:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-
-
 def write_json(document: dict, path: str | os.PathLike) -> Path:
     """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(document, stream, indent=2, sort_keys=False)
-        stream.write("\n")
-    os.replace(temporary, path)
-    return path
+    return write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
 def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -112,11 +100,7 @@ def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False)
     into place at the end; an existing ``folder`` is an :class:`InputError` unless
     ``overwrite``.
     """
-    folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise InputError(f"output folder {folder} already exists: remove it or choose another")
-    staging = _temporary_sibling(folder)
-    try:
+    with staged_folder(folder, overwrite=overwrite) as staging:
         for name, array in case.maps.items():
             imageio.write_array(array.astype(np.float32), case.geometry, staging / f"{name}.nii.gz")
         for name, array in case.rgb.items():
@@ -128,13 +112,7 @@ def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False)
         if case.label is not None:
             imageio.write_array(case.label.astype(np.uint8), case.geometry, staging / "label.nii.gz")
         write_json(case.case_json(), staging / CASE_JSON)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return folder
+    return Path(folder)
 
 
 def _read_checked(path: Path, case_id: str, geometry: Geometry | None):

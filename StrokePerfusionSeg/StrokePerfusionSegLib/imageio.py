@@ -10,13 +10,13 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic import write_file_atomically
 from .errors import InputError
 
 READABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -171,18 +171,7 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, Geometry, sitk.Imag
 
 def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:
     """Write ``image`` atomically: to a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".nii.gz"
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, temporary, compress)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file_atomically(path, lambda temporary: sitk.WriteImage(image, str(temporary), compress))
 
 
 def write_array(

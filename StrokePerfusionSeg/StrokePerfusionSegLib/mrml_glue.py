@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_file_atomically
 from .errors import InputError
 from .imageio import Geometry
 from .labels import LESION_SEGMENTS, SegmentSpec
@@ -654,21 +654,14 @@ def write_segmentation(segmentation_node, path: str | os.PathLike) -> Path:
     """Save a segmentation node as ``.seg.nrrd`` (names, colours, terminology), atomically."""
     from slicer import vtkMRMLSegmentationStorageNode
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".seg.nrrd", dir=path.parent)
-    os.close(handle)
-    storage = vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(temporary)
-    storage.SetUseCompression(True)
-    try:
+    def write(temporary: Path) -> None:
+        storage = vtkMRMLSegmentationStorageNode()
+        storage.SetFileName(str(temporary))
+        storage.SetUseCompression(True)
         if not storage.WriteData(segmentation_node):
             raise OSError(f"writing the segmentation to {path} failed")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_file_atomically(path, write)
 
 
 # --- 4D CTP -> maps ------------------------------------------------------------------------

@@ -265,6 +265,14 @@ def _predict_network(
             f"input map(s) {', '.join(extra)} not read by this model ({', '.join(config.inputs)}): leave them out"
         )
     grid = _check_grid(images, [*config.inputs, *(["mip"] if "mip" in images else [])])
+    converted = [name for name in config.inputs
+                 if is_colour_coded(np.asarray(images[name])) != (config.encoding == "rgb")]
+    if converted and config.encoding == "rgb":
+        notes.append(f"{', '.join(converted)} colour-coded with the product's look-up table (maps.py), "
+                     "as this model reads colour-coded maps")
+    elif converted:
+        notes.append(f"{', '.join(converted)} decoded from colour to values for this scalar-input model "
+                     "(quantised to 1/255 of each window)")
     nihss = _check_nihss(nihss, config.use_nihss, notes)
     if memory_budget_mb is None or not memory_budget_mb > 0:
         raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")

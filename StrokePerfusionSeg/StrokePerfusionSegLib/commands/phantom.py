@@ -33,12 +33,14 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, help="cohort folder to create (must not exist)")
     parser.add_argument("--patients", required=True, type=int, help="number of patients (>= 1)")
     parser.add_argument("--seed", required=True, type=int, help="random seed; the same seed gives the same cohort")
-    parser.add_argument("--size", type=int, default=512, help="in-plane matrix over a 220 mm field of view (default 512: 0.43 mm pixels)")
+    parser.add_argument("--size", type=int, default=512,
+                        help="in-plane matrix over a 220 mm field of view (default 512: 0.43 mm pixels)")
     parser.add_argument("--slices", type=int, default=20, help="5 mm slices (default 20; 13-27 typical)")
     parser.add_argument("--frames", type=int, default=40, help="time frames (default 40)")
     parser.add_argument("--dt", type=float, default=1.0, help="frame interval in s (default 1.0)")
     parser.add_argument("--noise-hu", type=float, default=3.0, help="quantum noise SD in HU (default 3)")
-    parser.add_argument("--groups", help="comma-separated groups, cycled in order (default: LVO/NonLVO/WIS in the paper's 77/60/15 proportions)")
+    parser.add_argument("--groups", help="comma-separated groups, cycled in order "
+                        "(default: LVO/NonLVO/WIS in the paper's 77/60/15 proportions)")
     parser.add_argument("--maps", choices=("computed", "truth"), default="computed",
                         help="maps computed from the CTP (default) or the simulated truth")
     parser.set_defaults(handler=run)

@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import logging
-import os
-import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EXIT_FAILURE, EXIT_USER_ERROR, InputError
+from ..atomic import staged_folder, write_csv_atomically
+from ..errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
 from ..maps import MAP_NAMES
 
 log = logging.getLogger(__name__)
@@ -337,9 +335,7 @@ def segment_job(job: Job, method: MethodSpec, out: Path, *, requested_formats, s
     volumes = lesion_volumes(labels, study.geometry.spacing_zyx)
     notes = [*study.notes, *prediction.notes]
 
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{job.study_id}.tmp-", dir=out))
-    try:
+    with staged_folder(target, overwrite=True) as staging:
         names = {"report.json": f"{job.study_id}_report.json"}
         if "seg.nrrd" in formats:
             stage = time.perf_counter()
@@ -376,12 +372,6 @@ def segment_job(job: Job, method: MethodSpec, out: Path, *, requested_formats, s
             device=prediction.device, timings_s=timings, notes=notes, outputs=names,
         )
         writers.write_report_json(report, staging / names["report.json"])
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return {
         "id": job.study_id, "status": "ok",
         "core_ml": f"{volumes.core_ml:.2f}", "penumbra_ml": f"{volumes.penumbra_ml:.2f}",
@@ -407,13 +397,7 @@ def _method_line(method: MethodSpec, nihss, device: str) -> str:
 
 def write_summary(rows: list[dict], path: Path) -> Path:
     """Write the batch summary CSV atomically."""
-    from ..writers._atomic import write_atomically
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_atomically(path, lambda temporary: temporary.write_text(buffer.getvalue()))
+    return write_csv_atomically(path, rows, SUMMARY_COLUMNS)
 
 
 def _print_single(row: dict) -> None:
@@ -433,6 +417,8 @@ def run(args) -> int:
     if args.shard and not args.batch:
         raise InputError("--shard splits a --batch; give --batch DIR|CSV too")
     series_map = parse_manual_map(args.map)
+    if series_map and not (args.dicom or args.batch):
+        raise InputError("--map names DICOM series: use it with --dicom (or a --batch of DICOM folders)")
     jobs = collect_jobs(args)
     if not args.batch:
         _formats_for(jobs[0], requested)  # refuse a wrong --format before any work
@@ -453,6 +439,8 @@ def run(args) -> int:
     for job in tqdm(jobs, desc="segmenting", unit="study", file=sys.stderr):
         try:
             row = segment_job(job, method, out, **options)
+        except CancelledError:
+            raise
         except InputError as error:
             log.warning("%s: %s", job.study_id, error)
             row, worst = {"id": job.study_id, "status": "input-error", "message": str(error)}, worst or EXIT_USER_ERROR

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCapture
 
 from .. import __version__
 from ..casefolder import Case
+from ..atomic import staged_folder
 from ..errors import InputError
 from ..maps import MAP_SPECS
 
@@ -175,11 +174,7 @@ def write_case_as_dicom(
         The study folder.
     """
     folder = Path(folder)
-    if folder.exists() and not overwrite:
-        raise InputError(f"output folder {folder} already exists: remove it or choose another")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    with staged_folder(folder, overwrite=overwrite) as staging:
         writer = _SeriesWriter(case, staging)
         if with_ctp and case.ctp is not None:
             if case.dt_s is None:
@@ -194,10 +189,4 @@ def write_case_as_dicom(
             if name not in case.rgb:
                 raise InputError(f"case {case.case_id} has no colour-coded {name} to export")
             writer.colour(case.rgb[name], f"{name.upper()} color")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder

@@ -59,11 +59,10 @@ class PeakBias:
         cbv = _REFERENCE_CBF * MTT_GRID_S / 60.0
         curves = tissue_curves(deconvolve.aif, t_s, _REFERENCE_CBF, cbv, 0.0, 0.0).T
         flow = float(flow_per_second(_REFERENCE_CBF))
-        padded = np.zeros((curves.shape[0], deconvolve.inverses.shape[1]), np.float32)
-        padded[:, : curves.shape[1]] = curves
+        residues = np.stack([curves.astype(np.float32) @ inverse[: curves.shape[1]] for inverse in deconvolve.inverses])
         heights, delays = [], []
-        for inverse in deconvolve.inverses:
-            peak, time_s = peak_and_time(padded @ inverse, deconvolve.dt_s, circular=True)
+        for residue in residues:
+            peak, time_s = peak_and_time(residue, deconvolve.dt_s, circular=True)
             heights.append(peak / flow)
             delays.append(time_s)
         return cls(MTT_GRID_S.copy(), np.array(heights), np.array(delays))

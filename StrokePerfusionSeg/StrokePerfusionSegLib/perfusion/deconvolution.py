@@ -112,16 +112,15 @@ class CirculantDeconvolver:
             Index into :attr:`thresholds` of the truncation used for each curve.
         """
         tissue = np.asarray(tissue, dtype=np.float32)
-        length = self.inverses.shape[1]
-        padded = np.zeros((tissue.shape[0], length), np.float32)
-        padded[:, : tissue.shape[1]] = tissue
+        # The zero padding of the tissue curves meets only the first t rows of each inverse.
+        inverses = self.inverses[:, : tissue.shape[1], :]
         last = len(self.thresholds) - 1
         choice = np.full(tissue.shape[0], last)
-        chosen = padded @ self.inverses[last]  # bcSVD's only one; oSVD's most regularised fallback
+        chosen = tissue @ inverses[last]  # bcSVD's only one; oSVD's most regularised fallback
         if self.oscillation_limit is None:
             return chosen, choice
         for k in range(last):
-            residue = padded @ self.inverses[k]
+            residue = tissue @ inverses[k]
             calm = (choice == last) & (oscillation_index(residue) <= self.oscillation_limit)
             chosen[calm] = residue[calm]
             choice[calm] = k

@@ -1,8 +1,8 @@
 """Parametric maps (CBF, CBV, MTT, TTP, Tmax, MIP) from a raw 4D CT perfusion series.
 
 Steps: validate; MIP and brain mask; bolus and baseline on the mean brain curve; AIF
-(automatic or given) and its VOF partial-volume scale; deconvolution of the brain voxels in
-chunks; the maps by the definitions of DESIGN.md section 5 (see :mod:`..tracer`), with the
+(automatic or given) and its VOF partial-volume scale; optional in-plane smoothing and
+deconvolution of the brain voxels, slice by slice; the maps by the definitions of DESIGN.md section 5 (see :mod:`..tracer`), with the
 truncation bias of the peak measured on the study's AIF and removed (:mod:`.calibration`).
 """
 
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, gaussian_filter1d
+from scipy.ndimage import gaussian_filter
 
-from ..brainmask import brain_mask_from_mip
+from ..brainmask import BRAIN_MIP_RANGE_HU, brain_mask_from_mip
 from ..errors import CancelledError, InputError
 from ..tracer import KH, RHO
 from .aif import automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
@@ -27,8 +27,8 @@ from .deconvolution import CirculantDeconvolver, peak_and_time
 MIN_FRAMES = 10
 #: In-plane Gaussian sigma (mm) of the default noise smoothing before deconvolution.
 DEFAULT_SMOOTHING_MM = 1.5
-#: Temporal smoothing (frames, Gaussian sigma) of tissue curves before reading their peak time.
-TTP_SMOOTHING_FRAMES = 1.0
+#: The Gaussian kernel is cut at this many sigmas (2 keeps 95 % of its weight, at half the cost of 4).
+SMOOTHING_TRUNCATE = 2.0
 METHODS = ("bcsvd", "osvd")
 
 
@@ -97,7 +97,15 @@ def _validate(ctp_hu, dt_s, spacing, method) -> None:
 
 def _mean_curve(ctp_hu: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean HU of ``mask`` in every frame, one frame at a time (no 4D copy)."""
-    return np.array([frame[mask].mean(dtype=np.float64) for frame in ctp_hu])
+    count = int(mask.sum())
+    return np.array([frame.sum(where=mask, dtype=np.float64) / count for frame in ctp_hu])
+
+
+def _smooth_in_time(curves: np.ndarray) -> np.ndarray:
+    """Curves (n, t) filtered by ``[1, 2, 1] / 4`` in time (ends kept), to steady their peak time."""
+    smooth = curves.copy()
+    smooth[:, 1:-1] = 0.25 * curves[:, :-2] + 0.5 * curves[:, 1:-1] + 0.25 * curves[:, 2:]
+    return smooth
 
 
 def smooth_in_plane(
@@ -108,12 +116,10 @@ def smooth_in_plane(
     Normalised convolution: ``G * (c m) / G * m``, so values outside the mask never mix in.
     """
     sigma = tuple(sigma_mm / s for s in spacing_yx)
-    weight = gaussian_filter(inside.astype(np.float32), sigma, truncate=2.5)
+    weight = gaussian_filter(inside.astype(np.float32), sigma, truncate=SMOOTHING_TRUNCATE)
     weight = np.where(inside, np.maximum(weight, 1e-6), 1.0)
-    out = np.empty_like(concentration)
-    for k, frame in enumerate(concentration):
-        out[k] = gaussian_filter(np.where(inside, frame, 0.0), sigma, truncate=2.5) / weight
-    return out
+    masked = np.where(inside[None], concentration, np.float32(0.0))
+    return gaussian_filter(masked, (0.0,) + sigma, truncate=SMOOTHING_TRUNCATE) / weight[None]
 
 
 def compute_perfusion_maps(
@@ -174,8 +180,9 @@ def compute_perfusion_maps(
     if brain_mask.shape != mip.shape:
         raise InputError(f"brain mask shape {brain_mask.shape} differs from the image's {mip.shape}")
     if not brain_mask.any():
+        low, high = BRAIN_MIP_RANGE_HU
         raise InputError(
-            "no brain tissue found (MIP between 22 and 100 HU): is the series in HU and of the head?"
+            f"no brain tissue found (MIP between {low:g} and {high:g} HU): is the series in HU and of the head?"
         )
     bolus = find_bolus(_mean_curve(ctp_hu, brain_mask))
     baseline = baseline_image(ctp_hu, bolus)
@@ -211,10 +218,13 @@ def compute_perfusion_maps(
         inside = brain_mask[z]
         if not inside.any():
             continue
-        concentration = ctp_hu[:, z].astype(np.float32) - baseline[z][None]
+        rows, columns = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))  # the brain's bounding box
+        inside = inside[box]
+        concentration = ctp_hu[(slice(None), z) + box].astype(np.float32) - baseline[z][box][None]
         if smoothing_mm > 0:
             concentration = smooth_in_plane(concentration, inside, smoothing_mm, spacing[1:])
-        tissue = concentration[:, inside].T
+        tissue = np.ascontiguousarray(concentration[:, inside].T)  # (voxels, t): curves in rows
         residues, choice = deconvolve(tissue)
         peak, tmax = peak_and_time(residues, dt_s, circular=True)
         cbf = KH / RHO * np.clip(peak, 0.0, None) * 6000.0
@@ -223,9 +233,9 @@ def compute_perfusion_maps(
             cbf, mtt, tmax = bias.correct(cbf, cbv, tmax, choice)
         else:
             mtt = 60.0 * cbv / np.where(cbf > 0, cbf, np.inf)
-        _, ttp = peak_and_time(gaussian_filter1d(tissue, TTP_SMOOTHING_FRAMES, axis=1), dt_s, circular=False)
+        _, ttp = peak_and_time(_smooth_in_time(tissue), dt_s, circular=False)
         for name, value in (("cbf", cbf), ("cbv", cbv), ("mtt", mtt), ("ttp", ttp), ("tmax", tmax)):
-            values[name][z][inside] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
+            values[name][z][box][inside] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
         done += int(inside.sum())
         if progress is not None:
             progress(done, brain_count)

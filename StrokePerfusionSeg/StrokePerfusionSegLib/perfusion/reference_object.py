@@ -173,7 +173,10 @@ def make_reference_study(
         for name, value in (("cbf", cbf[i]), ("cbv", cbv[i]), ("mtt", mtt[i]),
                             ("tmax", delay[i] + peak_time[i]), ("cbf_apparent", cbf[i] * peak_height[i])):
             truth[name][where] = value
-    ctp = baseline[None] + concentration
+    ctp = concentration  # assembled in place: clinical-size objects are hundreds of MB
+    ctp += baseline[None]
     if noise_hu > 0:
-        ctp += np.random.default_rng(seed).normal(0.0, noise_hu, ctp.shape).astype(np.float32)
-    return ReferenceStudy(ctp.astype(np.float32), float(dt_s), tuple(spacing), truth, blocks, artery, aif)
+        rng = np.random.default_rng(seed)
+        for frame in ctp:
+            frame += noise_hu * rng.standard_normal(shape, dtype=np.float32)
+    return ReferenceStudy(ctp, float(dt_s), tuple(spacing), truth, blocks, artery, aif)

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..casefolder import GROUPS
 from ..errors import InputError
+from ..perfusion import METHODS
 
 MAP_SOURCES = ("computed", "truth")
 
@@ -75,24 +76,22 @@ class PhantomConfig:
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the first bad setting and its allowed range."""
-        checks = (
-            (isinstance(self.size, int) and 16 <= self.size <= 1024, f"--size must be an integer 16..1024, got {self.size}"),
-            (isinstance(self.slices, int) and 2 <= self.slices <= 64, f"--slices must be an integer 2..64, got {self.slices}"),
-            (isinstance(self.frames, int) and 10 <= self.frames <= 200, f"--frames must be an integer 10..200, got {self.frames}"),
-            (_finite(self.dt_s) and 0.1 <= self.dt_s <= 5.0, f"--dt must be 0.1..5 s, got {self.dt_s}"),
-            (_finite(self.noise_hu) and 0.0 <= self.noise_hu <= 100.0, f"--noise-hu must be 0..100 HU, got {self.noise_hu}"),
-            (self.maps in MAP_SOURCES, f"--maps must be one of {', '.join(MAP_SOURCES)}, got '{self.maps}'"),
-            (self.perfusion_method in ("bcsvd", "osvd"), f"perfusion method must be bcsvd or osvd, got '{self.perfusion_method}'"),
-            (_finite(self.fov_mm) and 150.0 <= self.fov_mm <= 400.0, f"field of view must be 150..400 mm, got {self.fov_mm}"),
-            (_finite(self.slice_mm) and 0.5 <= self.slice_mm <= 10.0, f"slice thickness must be 0.5..10 mm, got {self.slice_mm}"),
-            (set(self.group_counts) <= set(GROUPS) and all(v >= 0 for v in self.group_counts.values())
-             and sum(self.group_counts.values()) > 0, f"group counts must be >= 0 for groups {', '.join(GROUPS)}"),
-            (len(self.split) == 3 and all(f >= 0 for f in self.split) and math.isclose(sum(self.split), 1.0, abs_tol=1e-6),
-             f"split must be three fractions (train, val, test) summing to 1, got {self.split}"),
-        )
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        _require(_whole(self.size, 16, 1024), f"--size must be a whole number 16..1024, got {self.size}")
+        _require(_whole(self.slices, 2, 64), f"--slices must be a whole number 2..64, got {self.slices}")
+        _require(_whole(self.frames, 10, 200), f"--frames must be a whole number 10..200, got {self.frames}")
+        _require(_within(self.dt_s, 0.1, 5.0), f"--dt must be 0.1..5 s, got {self.dt_s}")
+        _require(_within(self.noise_hu, 0.0, 100.0), f"--noise-hu must be 0..100 HU, got {self.noise_hu}")
+        _require(self.maps in MAP_SOURCES, f"--maps must be one of {', '.join(MAP_SOURCES)}, got '{self.maps}'")
+        _require(self.perfusion_method in METHODS,
+                 f"perfusion method must be one of {', '.join(METHODS)}, got '{self.perfusion_method}'")
+        _require(_within(self.fov_mm, 150.0, 400.0), f"field of view must be 150..400 mm, got {self.fov_mm}")
+        _require(_within(self.slice_mm, 0.5, 10.0), f"slice thickness must be 0.5..10 mm, got {self.slice_mm}")
+        counts = self.group_counts
+        _require(set(counts) <= set(GROUPS) and all(v >= 0 for v in counts.values()) and sum(counts.values()) > 0,
+                 f"group counts must be >= 0 for groups {', '.join(GROUPS)}, got {counts}")
+        _require(len(self.split) == 3 and all(f >= 0 for f in self.split)
+                 and math.isclose(sum(self.split), 1.0, abs_tol=1e-6),
+                 f"split must be three fractions (train, val, test) summing to 1, got {self.split}")
 
     def to_dict(self) -> dict:
         """JSON-ready settings (recorded in every ``case.json``)."""
@@ -101,8 +100,17 @@ class PhantomConfig:
         return document
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise InputError(message)
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _within(value, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high
 
 
 def parse_groups(text: str) -> tuple[str, ...]:

@@ -104,11 +104,13 @@ class PhantomStudy:
     ``truth`` maps :data:`TRUTH_UNITS` names to (z, y, x) float32 arrays of the simulated
     parameters (0 outside perfused tissue). ``timings`` holds wall-clock seconds per stage
     (``anatomy_s``, ``curves_s``, ``assembly_s``, ``noise_s``, ``maps_s``: maps, truth maps and colour coding) and
-    ``cpu_timings`` the process CPU seconds of the same stages (all threads).
+    ``cpu_timings`` the process CPU seconds of the same stages (all threads). ``anatomy`` is
+    the tissue, vessel and bone composition of every voxel (e.g. to find pure arterial voxels).
     """
 
     case: Case
     truth: dict[str, np.ndarray]
+    anatomy: Anatomy
     timings: dict[str, float] = field(default_factory=dict)
     cpu_timings: dict[str, float] = field(default_factory=dict)
 
@@ -232,6 +234,22 @@ def draw_nihss(group: str, core_ml: float, penumbra_ml: float, rng: np.random.Ge
     return int(np.clip(np.round(score), 0, 42))
 
 
+def _vessels(anatomy: Anatomy, tissue_state: TissueState, bolus: Bolus, tissue: TissueProperties, t_s):
+    """Vessel fractions (3, voxels) and their curves (3, T): open arteries, collateral-filled
+    arteries downstream of an occlusion, venous sinuses."""
+    curves = np.stack([
+        bolus.arterial(t_s),
+        tissue.collateral_fraction * bolus.arterial(t_s, delay_s=tissue.collateral_delay_s, broadening=1.5),
+        bolus.venous(t_s),
+    ]).astype(np.float32)
+    fractions = np.stack([
+        np.where(tissue_state.affected_artery, 0.0, anatomy.artery),
+        np.where(tissue_state.affected_artery, anatomy.artery, 0.0),
+        anatomy.vein,
+    ]).reshape(3, -1)
+    return fractions, curves
+
+
 def _assemble(ctp, table, index, cbf, baseline, vessel_fractions, vessel_curves) -> None:
     """Fill ``ctp`` (T, z, y, x) frame by frame: baseline + CBF-scaled tissue curve + vessels.
 
@@ -280,16 +298,7 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     t_s = np.arange(config.frames) * config.dt_s
     cbf, mtt_i, delay_i, dispersion_i, perfused = perfusion_parameters(anatomy, tissue_state, tissue)
     table, index, sets = curve_table(bolus, t_s, mtt_i, delay_i, dispersion_i, perfused)
-    vessel_curves = np.stack([
-        bolus.arterial(t_s),
-        tissue.collateral_fraction * bolus.arterial(t_s, delay_s=tissue.collateral_delay_s, broadening=1.5),
-        bolus.venous(t_s),
-    ]).astype(np.float32)
-    vessel_fractions = np.stack([
-        np.where(tissue_state.affected_artery, 0.0, anatomy.artery),
-        np.where(tissue_state.affected_artery, anatomy.artery, 0.0),
-        anatomy.vein,
-    ]).reshape(3, -1)
+    vessel_fractions, vessel_curves = _vessels(anatomy, tissue_state, bolus, tissue, t_s)
     baseline = _baseline_hu(anatomy, tissue_state.old_infarct, tissue)
     watch.lap("curves")
     ctp = np.empty((config.frames,) + anatomy.shape, dtype=np.float32)
@@ -300,11 +309,10 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     watch.lap("noise")
     truth = truth_maps(cbf, sets, index, perfused)
     label = truth_label(anatomy, tissue_state)
-    spacing = anatomy.geometry.spacing_zyx
     if config.maps == "computed":
         from ..perfusion import compute_perfusion_maps
 
-        result = compute_perfusion_maps(ctp, config.dt_s, spacing, method=config.perfusion_method)
+        result = compute_perfusion_maps(ctp, config.dt_s, anatomy.geometry.spacing_zyx, method=config.perfusion_method)
         maps = {name: np.asarray(result.maps[name], dtype=np.float32) for name in MAP_NAMES}
     else:
         ttp = np.where(perfused, t_s[np.argmax(table, axis=0)][index], 0.0).astype(np.float32)
@@ -345,7 +353,7 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
         label=label,
         meta={"source": source, "truth_volumes_ml": {"core": core_ml, "penumbra": penumbra_ml}},
     )
-    return PhantomStudy(case=case, truth=truth, timings=watch.wall, cpu_timings=watch.cpu)
+    return PhantomStudy(case=case, truth=truth, anatomy=anatomy, timings=watch.wall, cpu_timings=watch.cpu)
 
 
 def dispersed_residue_peak(mtt_s: np.ndarray, dispersion_s: np.ndarray, step_s: float = 0.05) -> np.ndarray:

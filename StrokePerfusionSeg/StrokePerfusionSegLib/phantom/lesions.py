@@ -162,8 +162,8 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
         weight = expit(delayed_side * mni[0] / 5.0)
         base_delay = base_delay + extra * weight
         base_dispersion = base_dispersion + 0.5 * weight
-        record["confounders"].append({"kind": "delay_without_ischaemia", "side": "right" if delayed_side > 0 else "left",
-                                      "extra_delay_s": extra, "dispersion_s": 0.5})
+        record["confounders"].append({"kind": "delay_without_ischaemia", "extra_delay_s": extra, "dispersion_s": 0.5,
+                                      "side": "right" if delayed_side > 0 else "left"})
     base_delay, base_dispersion, flow_variation = upsample(
         np.stack([base_delay, base_dispersion, 1.0 + 0.05 * noise[2]]), size)
 
@@ -207,7 +207,8 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
         radius = float(rng.uniform(15.0, 30.0))
         severity = upsample((1.0 - _ellipsoid_distance(mni, centre, (radius,) * 3) + 0.1 * noise[0])[None], size)[0]
         _assign(state, depth, severity, (severity > 0) & (state == NORMAL), [0.0, np.inf, np.inf])
-        record["confounders"].append({"kind": "benign_oligaemia", "centre_mni_mm": centre.tolist(), "radius_mm": radius})
+        record["confounders"].append({"kind": "benign_oligaemia", "centre_mni_mm": centre.tolist(),
+                                      "radius_mm": radius})
 
     old_infarct = np.zeros(shape, np.float32)
     if rng.random() < 0.2:  # chronic infarct: CSF-like cavity, not perfused, labelled background

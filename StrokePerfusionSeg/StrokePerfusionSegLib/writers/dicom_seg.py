@@ -21,7 +21,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..labels import LESION_SEGMENTS
-from ._atomic import write_atomically
+from ..atomic import write_file_atomically
 
 #: Series number given to the SEG series (high, so it sorts after the console's series).
 SEG_SERIES_NUMBER = 900
@@ -121,4 +121,4 @@ def write_dicom_seg(
         omit_empty_frames=bool(masks.any()),
         coding_schemes=_private_coding_schemes(),
     )
-    return write_atomically(path, lambda temporary: segmentation.save_as(temporary))
+    return write_file_atomically(path, lambda temporary: segmentation.save_as(temporary))

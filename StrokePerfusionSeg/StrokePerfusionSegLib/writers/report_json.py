@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..volumes import LesionVolumes
-from ._atomic import write_atomically
+from ..atomic import write_file_atomically
 
 SCHEMA_VERSION = 1
 
@@ -63,4 +63,4 @@ def write_report_json(report: Mapping, path: str | os.PathLike) -> Path:
     def write(temporary: Path) -> None:
         temporary.write_text(json.dumps(report, indent=2) + "\n")
 
-    return write_atomically(path, write)
+    return write_file_atomically(path, write)

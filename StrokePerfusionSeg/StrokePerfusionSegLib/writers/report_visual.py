@@ -22,7 +22,7 @@ from ..imageio import Geometry
 from ..labels import LESION_SEGMENTS
 from ..maps import encode_rgb, map_spec
 from ..volumes import DECISION_SUPPORT_CAVEAT, LesionVolumes
-from ._atomic import write_atomically
+from ..atomic import write_file_atomically
 
 MONTAGE_SLICES = 6
 OVERLAY_ALPHA = 0.45
@@ -184,5 +184,5 @@ def write_visual_report(
     written = []
     for path, options in ((png_path, {"dpi": PNG_DPI}), (pdf_path, {})):
         if path is not None:
-            written.append(write_atomically(path, lambda temporary, o=options: figure.savefig(temporary, **o)))
+            written.append(write_file_atomically(path, lambda temporary, o=options: figure.savefig(temporary, **o)))
     return written

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..imageio import Geometry
 from ..labels import LESION_SEGMENTS
-from ._atomic import write_atomically
+from ..atomic import write_file_atomically
 
 #: Terminology context Slicer records for DICOM-coded segments.
 TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
@@ -65,4 +65,4 @@ def write_seg_nrrd(labels: np.ndarray, geometry: Geometry, path: str | os.PathLi
     import slicerio
 
     document = segmentation_document(labels, geometry)
-    return write_atomically(path, lambda temporary: slicerio.write_segmentation(str(temporary), document))
+    return write_file_atomically(path, lambda temporary: slicerio.write_segmentation(str(temporary), document))
