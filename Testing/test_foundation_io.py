@@ -76,7 +76,7 @@ def _case(rng):
         group="LVO",
         nihss=14,
         dt_s=1.5,
-        ctp=rng.random((12,) + shape, dtype=np.float32),
+        ctp=rng.normal(30.0, 20.0, (12,) + shape).astype(np.float32),
         rgb={"cbf": rng.integers(0, 255, shape + (3,), dtype=np.uint8)},
         label=rng.integers(0, 4, shape, dtype=np.uint8),
         meta={"source": {"generator": "test", "seed": 7}},
@@ -89,7 +89,7 @@ def test_case_folder_round_trip(tmp_path):
     loaded = casefolder.load_case(folder, with_ctp=True, with_rgb=True)
     for name in maps.MAP_NAMES:
         assert np.array_equal(loaded.maps[name], case.maps[name])
-    assert np.array_equal(loaded.ctp, case.ctp)
+    assert np.array_equal(loaded.ctp, np.round(case.ctp))  # stored as whole HU
     assert np.array_equal(loaded.rgb["cbf"], case.rgb["cbf"])
     assert np.array_equal(loaded.label, case.label)
     assert (loaded.case_id, loaded.group, loaded.nihss, loaded.dt_s) == ("p001", "LVO", 14, 1.5)

@@ -83,8 +83,12 @@ def _evaluate(args) -> int:
 def _export(args) -> int:
     from .export import export_run
 
+    from .config import parse_override
+
     evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
-    print(export_run(args.run_dir, args.out, model_id=args.model_id, version=args.version, evaluation=evaluation))
+    record = dict(parse_override(text) for text in args.record)
+    print(export_run(args.run_dir, args.out, model_id=args.model_id, version=args.version, evaluation=evaluation,
+                     extra_training=record))
     return 0
 
 
@@ -144,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-id", required=True)
     export.add_argument("--version", default="0.1.0")
     export.add_argument("--evaluation", help="evaluation summary JSON (evaluate's summary.json)")
+    export.add_argument("--record", action="append", default=[], metavar="KEY=VALUE",
+                        help="training fact to record in model.json (cohort command, wall time, ...)")
     export.set_defaults(handler=_export)
     return parser
 

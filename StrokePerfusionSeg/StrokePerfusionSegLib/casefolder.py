@@ -1,7 +1,7 @@
 """The case folder and cohort formats (DESIGN.md section 3).
 
 A case folder holds ``cbf``, ``cbv``, ``mtt``, ``ttp``, ``tmax``, ``mip`` as float32 NIfTI
-(``<name>.nii.gz``), optionally ``ctp.nii.gz`` (4D, HU), colour-coded copies
+(``<name>.nii.gz``), optionally ``ctp.nii.gz`` (4D, whole HU as int16), colour-coded copies
 ``<name>_rgb.nii.gz`` (uint8 RGB), ``label.nii.gz`` (uint8 0..3) and ``case.json``.
 A cohort is a folder of case folders plus ``cohort.json``.
 """
@@ -93,6 +93,11 @@ def write_json(document: dict, path: str | os.PathLike) -> Path:
     return write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 
+def ctp_as_stored(ctp_hu: np.ndarray) -> np.ndarray:
+    """CTP in whole HU as int16, the way scanners store it (files 6x smaller than float32)."""
+    return np.clip(np.round(ctp_hu), -32768, 32767).astype(np.int16)
+
+
 def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``case`` as a case folder, atomically.
 
@@ -106,9 +111,7 @@ def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False)
         for name, array in case.rgb.items():
             imageio.write_array(array.astype(np.uint8), case.geometry, staging / f"{name}_rgb.nii.gz")
         if case.ctp is not None:
-            imageio.write_array(
-                case.ctp.astype(np.float32), case.geometry, staging / "ctp.nii.gz", dt_s=case.dt_s
-            )
+            imageio.write_array(ctp_as_stored(case.ctp), case.geometry, staging / "ctp.nii.gz", dt_s=case.dt_s)
         if case.label is not None:
             imageio.write_array(case.label.astype(np.uint8), case.geometry, staging / "label.nii.gz")
         write_json(case.case_json(), staging / CASE_JSON)

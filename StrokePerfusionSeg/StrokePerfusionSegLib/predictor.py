@@ -284,7 +284,7 @@ def _predict_network(
             raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")
         notes.append("no MIP given: no brain mask, the network alone decides background")
 
-    resampler = _Resampler(grid[1:], config.image_size, _padding_values(config))
+    resampler = SliceResampler(grid[1:], config.image_size, padding_values(config))
     if resampler.resamples:
         notes.append(
             f"network input resampled from {grid[2]}x{grid[1]} to {config.image_size}x{config.image_size} "
@@ -353,14 +353,26 @@ def slices_per_batch(config, memory_budget_mb: float, dtype=None) -> int:
     return max(1, int(memory_budget_mb * 2**20 // per_slice))
 
 
-def _padding_values(config) -> np.ndarray:
+def padding_values(config) -> np.ndarray:
     """Encoded value ``(n, 3)`` of an empty (zero) map: what pads a slice to a square."""
     zero = {name: np.zeros((1, 1, 1), np.float32) for name in config.inputs}
     return encode_inputs(zero, config.inputs, config.encoding)[0, :, :, 0, 0]
 
 
-class _Resampler:
-    """Pads a slice to a square (centred) and resizes it to the network's size, and back."""
+class SliceResampler:
+    """Pads slices to a square (centred) and resizes them to the network's size, and back.
+
+    Training uses it too, so the network sees at training what it sees at inference.
+
+    Parameters
+    ----------
+    shape_yx : (int, int)
+        In-plane shape of the input slices.
+    size : int
+        The network's square image size ``S``.
+    pad_values : (n, 3) ndarray
+        Encoded value of an empty map per branch and channel (:func:`padding_values`).
+    """
 
     def __init__(self, shape_yx: tuple[int, int], size: int, pad_values: np.ndarray):
         self.shape = shape_yx
@@ -478,3 +490,8 @@ def _most_probable(probabilities, masked: bool, num_classes: int):
     else:
         labels = probabilities.argmax(dim=1)
     return labels.to(torch.uint8)
+
+
+# training/data.py imported these before they were public; keep its import working.
+_Resampler = SliceResampler
+_padding_values = padding_values

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .. import __version__
+from ..atomic import staged_folder
 from ..casefolder import GROUPS, SPLITS, save_cohort_index
 from ..errors import InputError
 from .config import PhantomConfig
@@ -86,17 +85,10 @@ def generate_cohort(
     out_dir = Path(out_dir)
     if not isinstance(patients, (int, np.integer)) or isinstance(patients, bool) or patients < 1:
         raise InputError(f"--patients must be a whole number >= 1, got {patients}")
-    if out_dir.exists():
-        raise InputError(f"output folder {out_dir} already exists: remove it or choose another")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2**32 - 1]))
     case_groups = assign_groups(int(patients), config, rng, groups)
     splits = split_patients(case_groups, config.split, rng)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's private 0700 is not meant for a shared cohort
-    try:
+    with staged_folder(out_dir) as staging:
         index = []
         for number, (group, split) in enumerate(zip(case_groups, splits)):
             case_id = f"P{number + 1:04d}"
@@ -110,8 +102,4 @@ def generate_cohort(
             "config": config.to_dict(), "groups_requested": list(groups) if groups else None,
             "truth_maps": sorted(f"truth_{name}" for name in TRUTH_UNITS),
         })
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir

@@ -15,8 +15,6 @@ simulated. Quantum noise is white Gaussian with SD ``noise_hu`` per voxel and fr
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from .. import __version__, imageio, labels, tracer
+from ..atomic import staged_folder
 from ..casefolder import GROUPS, Case, save_case
 from ..errors import InputError
 from ..maps import MAP_NAMES, encode_rgb
@@ -410,19 +409,11 @@ def generate_case(case_id: str, group: str, seed: int, config: PhantomConfig) ->
 
 def save_study(study: PhantomStudy, folder: str | os.PathLike) -> Path:
     """Write the case folder plus ``truth_<name>.nii.gz``, atomically; an existing folder is an error."""
-    folder = Path(folder)
-    if folder.exists():
-        raise InputError(f"output folder {folder} already exists: remove it or choose another")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        written = save_case(study.case, staging / "case")
+    with staged_folder(folder) as staging:
+        save_case(study.case, staging, overwrite=True)
         for name, values in study.truth.items():
-            imageio.write_array(values, study.case.geometry, written / f"truth_{name}.nii.gz")
-        os.replace(written, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return folder
+            imageio.write_array(values, study.case.geometry, staging / f"truth_{name}.nii.gz")
+    return Path(folder)
 
 
 def load_truth(folder: str | os.PathLike) -> dict[str, np.ndarray]:
