@@ -236,3 +236,18 @@ def test_scalar_encoding_model_decodes_colour_coded_maps(tmp_path, study):
     assert not any("decoded" in note for note in plain.notes)
     assert any("decoded from colour" in note for note in decoded.notes)
     assert np.abs(plain.probabilities - decoded.probabilities).max() < 0.05
+
+
+def test_slice_resampler_pads_with_the_empty_map_value_and_round_trips():
+    from StrokePerfusionSegLib.predictor import SliceResampler, padding_values
+
+    config = ModelConfig(inputs=("cbf", "mip"), width=1 / 16, image_size=64)
+    pad = padding_values(config)  # (2 branches, 3 channels)
+    resampler = SliceResampler((48, 32), 64, pad)
+    x = torch.full((1, 2, 3, 48, 32), 5.0)
+    network = resampler.to_network(x)
+    assert network.shape == (1, 2, 3, 64, 64)
+    assert torch.allclose(network[..., 32, 32], torch.tensor(5.0))
+    assert torch.allclose(network[0, :, :, 32, 0], torch.as_tensor(pad))  # left padding column
+    back = resampler.to_input(torch.full((1, 4, 64, 64), 0.25))
+    assert back.shape == (1, 4, 48, 32) and torch.allclose(back, torch.tensor(0.25))

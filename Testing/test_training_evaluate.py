@@ -91,7 +91,7 @@ def test_exported_bundle_predicts_like_the_run(trained_run, tiny_cohort, tmp_pat
     from StrokePerfusionSegLib.predictor import predict
     from training.export import export_run
 
-    folder = export_run(trained_run, tmp_path / "tiny-sf", model_id="tiny-sf", version="0.0.1",
+    folder = export_run(trained_run, tmp_path, model_id="tiny-sf", version="0.0.1",
                         evaluation={"split": "train"})
     bundle = load_bundle(folder)
     manifest = json.loads((folder / "model.json").read_text())

@@ -134,6 +134,13 @@ def speed(slices: int, size: int, frames: int) -> None:
             stages = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result.timings.items())
             print(f"  {method:<6s} smoothing {smoothing:.1f} mm {wall:6.2f} s wall {cpu:6.2f} s cpu "
                   f"(target <= {target:.0f} s): {stages}")
+    tracemalloc.start()
+    compute_perfusion_maps(ctp, 1.0, spacing)
+    working = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(f"  memory: the input {ctp.nbytes / 2**20:.0f} MiB + bcSVD working set {working:.0f} MiB (target <= 4096 MiB); "
+          f"peak resident so far {peak:.0f} MiB, building the test study included")
     voxels = int(result.brain_mask.sum())
     rng = np.random.default_rng(0)
     left = rng.standard_normal((voxels, 2 * frames), dtype=np.float32)
@@ -145,13 +152,6 @@ def speed(slices: int, size: int, frames: int) -> None:
     ratios = ", ".join(f"{m} {s:.1f} mm {wall / product:.0f}x" for (m, s), wall in results.items())
     print(f"  dense product ({voxels} x {2 * frames}) @ ({2 * frames} x {2 * frames}) float32: {product:.2f} s; "
           f"analysis / product: {ratios}")
-    tracemalloc.start()
-    compute_perfusion_maps(ctp, 1.0, spacing)
-    working = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"  memory: bcSVD working set {working:.0f} MiB beyond the input; peak resident {peak:.0f} MiB for the "
-          f"whole benchmark, building the study included (target <= 4096 MiB)")
 
 
 def main(argv: list[str] | None = None) -> int:

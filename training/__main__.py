@@ -5,7 +5,7 @@ Sub-commands::
     fit       CONFIG --cohort SRC --out RUN_DIR      train one run (resumes RUN_DIR when present)
     run       EXPERIMENT --cohort SRC --out DIR      train, export and evaluate every run of a grid
     evaluate  --model BUNDLE... --cohort SRC --split test --out DIR   tables and plots vs thresholding
-    export    RUN_DIR --out BUNDLE_DIR --model-id ID --version V     best checkpoint -> bundle
+    export    RUN_DIR --out DIR --model-id ID --version V            best checkpoint -> DIR/ID bundle
     cohort    --out DIR --patients N --seed S --workers W              phantom cohort in parallel
 
 CONFIG and EXPERIMENT are JSON files or names of the shipped ones in ``training/configs``.
@@ -74,7 +74,8 @@ def _evaluate(args) -> int:
     for text in args.model:
         name, _, path = text.rpartition("=")
         methods[name or Path(path).name] = path
-    report = evaluate(methods, args.cohort, split=args.split, out_dir=args.out, device=args.device,
+    report = evaluate(methods, args.cohort, split=args.split, split_file=args.split_file, out_dir=args.out,
+                      device=args.device,
                       with_threshold=not args.no_threshold, montage_case_count=args.montage_cases)
     print(report.markdown)
     return 0
@@ -97,7 +98,8 @@ def _cohort(args) -> int:
 
     settings = dict(size=args.size, slices=args.slices, frames=args.frames, maps=args.maps,
                     with_ctp=args.with_ctp, with_rgb=args.with_rgb)
-    print(generate_parts(args.out, args.patients, args.seed, workers=args.workers, **settings))
+    print(generate_parts(args.out, args.patients, args.seed, workers=args.workers, split_seed=args.split_seed,
+                         **settings))
     return 0
 
 
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="model bundle folder or registry id (repeatable)")
     _add_common(evaluate, overrides=False)
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--split-file", help="a run's split.json, when the trainer made the split (no split column)")
     evaluate.add_argument("--no-threshold", action="store_true", help="leave the thresholding baseline out")
     evaluate.add_argument("--montage-cases", type=int, default=2, help="best and worst cases shown (each)")
     evaluate.set_defaults(handler=_evaluate)
@@ -134,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--patients", type=int, required=True)
     cohort.add_argument("--seed", type=int, required=True)
     cohort.add_argument("--workers", type=int, default=2, help="parallel processes (one part cohort each)")
+    cohort.add_argument("--split-seed", type=int,
+                        help="re-split the joined parts 58/20/22 by patient, stratified by group, with this seed")
     cohort.add_argument("--size", type=int, default=256, help="in-plane pixels over 220 mm (default 256)")
     cohort.add_argument("--slices", type=int, default=20)
     cohort.add_argument("--frames", type=int, default=40)
@@ -144,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="best checkpoint of a run -> model bundle")
     export.add_argument("run_dir")
-    export.add_argument("--out", required=True, help="bundle folder to create")
+    export.add_argument("--out", required=True, help="folder that receives the bundle folder <model-id>/")
     export.add_argument("--model-id", required=True)
     export.add_argument("--version", default="0.1.0")
     export.add_argument("--evaluation", help="evaluation summary JSON (evaluate's summary.json)")

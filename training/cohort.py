@@ -25,7 +25,7 @@ def _generate_part(args) -> Path:
 
 
 def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, workers: int = 2,
-                   **phantom_settings) -> Path:
+                   split_seed: int | None = None, **phantom_settings) -> Path:
     """Generate ``patients`` phantom patients as ``workers`` part cohorts; return ``cases.csv``.
 
     Parameters
@@ -38,6 +38,9 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
         Part ``k`` uses seed ``seed + k``; the same arguments give the same cohort.
     workers : int
         Parallel processes (and parts).
+    split_seed : int, optional
+        Re-split the joined cohort by patient, stratified by group (58/20/22), with this seed.
+        Small parts split badly on their own (a group of two patients all goes to train).
     phantom_settings
         :class:`~StrokePerfusionSegLib.phantom.PhantomConfig` fields (size, slices, frames, ...).
     """
@@ -51,4 +54,4 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
     out_dir.mkdir(parents=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(_generate_part, jobs))
-    return write_case_list(parts, out_dir / "cases.csv")
+    return write_case_list(parts, out_dir / "cases.csv", split_seed=split_seed)

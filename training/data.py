@@ -121,22 +121,27 @@ def load_records(source: str | os.PathLike) -> list[CaseRecord]:
     raise InputError(f"{source} is neither a cohort folder (with cohort.json) nor a CSV case list")
 
 
-def write_case_list(cohorts: Sequence[str | os.PathLike], path: str | os.PathLike) -> Path:
+def write_case_list(cohorts: Sequence[str | os.PathLike], path: str | os.PathLike, *,
+                    split_seed: int | None = None) -> Path:
     """Write a CSV case list joining cohort folders (their cases, groups, NIHSS and splits).
 
-    Case folders are written relative to the CSV's folder when they lie below it.
+    Case folders are written relative to the CSV's folder when they lie below it. With
+    ``split_seed`` the joined cases are re-split (:func:`stratified_split`) instead of keeping
+    each cohort's own split.
     """
     path = Path(path)
+    records = [record for root in cohorts for record in records_from_cohort(root)]
+    if split_seed is not None:
+        records = stratified_split(records, seed=split_seed)
     rows = []
-    for root in cohorts:
-        for record in records_from_cohort(root):
-            folder = record.folder.resolve()
-            try:
-                folder = folder.relative_to(path.parent.resolve())
-            except ValueError:
-                pass
-            rows.append({"case": folder.as_posix(), "nihss": "" if record.nihss is None else record.nihss,
-                         "group": record.group, "split": record.split or ""})
+    for record in records:
+        folder = record.folder.resolve()
+        try:
+            folder = folder.relative_to(path.parent.resolve())
+        except ValueError:
+            pass
+        rows.append({"case": folder.as_posix(), "nihss": "" if record.nihss is None else record.nihss,
+                     "group": record.group, "split": record.split or ""})
     if not rows:
         raise InputError("the cohorts hold no case; generate or give cohort folders with cases")
     path.parent.mkdir(parents=True, exist_ok=True)

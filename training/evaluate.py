@@ -99,10 +99,17 @@ def load_method(spec, *, device: str = "cpu"):
     return load_bundle(spec, device=device)
 
 
-def _load_cases(source, split: str) -> list:
+def _load_cases(source, split: str, split_file=None) -> list:
+    import json
+
     from StrokePerfusionSegLib import casefolder
 
-    records = [r for r in data.load_records(source) if r.split == split]
+    records = data.load_records(source)
+    if split_file is not None:
+        chosen = set(json.loads(Path(split_file).read_text()).get(split, []))
+        records = [r for r in records if r.case_id in chosen]
+    else:
+        records = [r for r in records if r.split == split]
     if not records:
         raise InputError(f"the {split} split of {source} is empty; choose another split or re-split the cohort")
     cases = []
@@ -283,7 +290,8 @@ def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, 
     return path
 
 
-def evaluate(methods: Mapping[str, object], source, *, split: str = "test", out_dir=None, device: str = "auto",
+def evaluate(methods: Mapping[str, object], source, *, split: str = "test", split_file=None, out_dir=None,
+             device: str = "auto",
              with_threshold: bool = True, montage_case_count: int = 2, title: str | None = None) -> EvaluationReport:
     """Evaluate methods on a split of a cohort, beside the thresholding baseline.
 
@@ -294,6 +302,9 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", out_
         Cohort folder or CSV case list with a split column.
     split : {"train", "val", "test"}
         The paper reports Tables 1-2 on ``val`` and Table 3 on ``test``.
+    split_file : path, optional
+        A run's ``split.json``: take the split's case ids from it (for sources the trainer
+        split itself) instead of the source's split column.
     out_dir : path, optional
         Where the files listed in the module docstring go (nothing is written when None).
     with_threshold : bool
@@ -304,7 +315,7 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", out_
         loaded[THRESHOLD_NAME] = THRESHOLD
     if not loaded:
         raise InputError("nothing to evaluate: give at least one --model or keep the thresholding baseline")
-    cases = _load_cases(source, split)
+    cases = _load_cases(source, split, split_file)
     predictions = {name: {record.case_id: predict_labels(method, record, case, device=device)
                           for record, case in cases} for name, method in loaded.items()}
     truths = {record.case_id: (case.label, case.geometry.spacing_zyx, record.group) for record, case in cases}

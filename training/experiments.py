@@ -103,9 +103,10 @@ def run_experiment(path, source, out_dir, *, overrides=None, only=None, device="
         run_dir = out_dir / folder_name(run.name)
         if not (run_dir / "summary.json").is_file():
             fit(run.config, source, run_dir, device=device, progress=progress)
-        bundle_dir = run_dir / "bundle"
+        model_id = folder_name(run.name).lower()
+        bundle_dir = run_dir / "bundle" / model_id
         if not bundle_dir.is_dir():
-            export_run(run_dir, bundle_dir, model_id=folder_name(run.name).lower(), version="0.0.0",
+            export_run(run_dir, run_dir / "bundle", model_id=model_id, version="0.0.0",
                        extra_training={"experiment": document.get("name")})
         methods[run.name] = bundle_dir
     if not evaluate:

@@ -30,16 +30,16 @@ def training_summary(run_dir: str | os.PathLike) -> dict:
     return document
 
 
-def export_run(run_dir: str | os.PathLike, out_folder: str | os.PathLike, *, model_id: str, version: str,
+def export_run(run_dir: str | os.PathLike, parent: str | os.PathLike, *, model_id: str, version: str,
                evaluation: dict | None = None, extra_training: dict | None = None) -> Path:
-    """Write the best model of ``run_dir`` as a bundle folder.
+    """Write the best model of ``run_dir`` as the bundle folder ``parent/<model_id>/``.
 
     Parameters
     ----------
     run_dir : path
         A finished run folder of :func:`training.trainer.fit`.
-    out_folder : path
-        Bundle folder to create (``<model-id>/``), written atomically by ``bundle.save_bundle``.
+    parent : path
+        Folder that receives the bundle, written atomically by ``bundle.save_bundle``.
     model_id, version : str
     evaluation : dict, optional
         Evaluation summary (e.g. from :func:`training.evaluate.evaluation_summary`).
@@ -56,5 +56,5 @@ def export_run(run_dir: str | os.PathLike, out_folder: str | os.PathLike, *, mod
 
     model, config = load_run_model(run_dir)
     training = training_summary(run_dir) | dict(extra_training or {})
-    return save_bundle(out_folder, model, config.model_config(), model_id=model_id, version=version,
+    return save_bundle(parent, model, config.model_config(), model_id=model_id, version=version,
                        training=training, evaluation=evaluation)

@@ -46,7 +46,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv >> "$OUT/device.txt" 2>/de
 # 1. cohort ------------------------------------------------------------------------------------
 COHORT="$WORK/cohort"
 COHORT_CMD=(-m training cohort --out "$COHORT" --patients "$PATIENTS" --seed "$SEED" --workers "$WORKERS"
-            --size "$SIZE" --slices "$SLICES" --frames "$FRAMES")
+            --size "$SIZE" --slices "$SLICES" --frames "$FRAMES" --split-seed "$SEED")
 stage "cohort: $PATIENTS patients, ${SIZE}x${SIZE}x${SLICES}, $WORKERS processes (limit ${COHORT_LIMIT_S}s)"
 rm -rf "$COHORT"
 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout "$COHORT_LIMIT_S" "$PYTHON" "${COHORT_CMD[@]}" \
@@ -89,9 +89,9 @@ EVALUATION=()
 for spec in "small sf-pmsn-small" "wide sf-pmsn-w1"; do
   read -r name model_id <<< "$spec"
   [ -f "$WORK/$name/summary.json" ] || continue
-  timeout 60 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles/$model_id" --model-id "$model_id" \
+  timeout 60 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
     --version 1.0.0 "${EVALUATION[@]}" \
-    --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES" \
+    --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
     --record "device=$(head -1 "$OUT/device.txt")" >> "$OUT/export.log" 2>&1 || stage "export of $name FAILED"
 done
 du -sh "$OUT"/bundles/* 2>/dev/null | tee -a "$LOG"

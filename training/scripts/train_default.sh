@@ -47,7 +47,7 @@ stage "evaluate on the test split"
   --out "$OUT/evaluation" --device "$DEVICE" > /dev/null
 stage "export $MODEL_ID $VERSION"
 rm -rf "${OUT:?}/$MODEL_ID"
-"$PYTHON" -m training export "$OUT/run" --out "$OUT/$MODEL_ID" --model-id "$MODEL_ID" --version "$VERSION" \
+"$PYTHON" -m training export "$OUT/run" --out "$OUT" --model-id "$MODEL_ID" --version "$VERSION" \
   --evaluation "$OUT/evaluation/summary.json" \
   --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES" --record "config=$CONFIG ${EXTRA[*]:-}" \
   --record "script_fit_wall_s=$FIT_S"

@@ -8,8 +8,7 @@ from torch import nn
 from .base import SegmentationNetwork
 from .config import ModelConfig
 from .decoder import SlowFusionDecoder
-from .heads import BranchBottleneck
-from .slow_fusion import BOTTLENECK_FILTERS
+from .heads import BOTTLENECK_FILTERS, BranchBottleneck
 from .vgg import VGG16Trunk, inflated_depths, init_relu_convolutions
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Reference filters of each branch's bottleneck convolutions (width 1.0).
+BOTTLENECK_FILTERS = 128
+
 
 class BranchBottleneck(nn.Sequential):
     """Two 3x3 convolutions + ReLU, then dropout, after a trunk's block5_pool.

@@ -8,11 +8,8 @@ from torch import nn
 from .base import SegmentationNetwork
 from .config import ModelConfig
 from .decoder import SlowFusionDecoder
-from .heads import BranchBottleneck
+from .heads import BOTTLENECK_FILTERS, BranchBottleneck
 from .vgg import VGG16Trunk, init_relu_convolutions
-
-#: Reference filters of each branch's bottleneck convolutions (width 1.0).
-BOTTLENECK_FILTERS = 128
 
 
 class SlowFusionNet(SegmentationNetwork):

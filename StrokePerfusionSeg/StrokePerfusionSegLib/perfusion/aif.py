@@ -3,9 +3,9 @@
 Automatic AIF: among voxels that are neither air nor bone, take the :data:`POOL_SIZE` with the
 highest concentration peak (at least :data:`MIN_VESSEL_PEAK_HU`), keep the earliest quarter by
 time to peak (arteries fill first; veins, and vessels cut off by the end of the series, peak
-later) and average the :data:`AIF_VOXELS` highest of those. The measured mean curve is the AIF: fitting a gamma variate to it
-alone would drop its recirculation but not the tissue's and so bias CBV upwards. The
-gamma-variate fit of the first pass still serves twice: it reports arrival and peak, and its
+later) and average the :data:`AIF_VOXELS` highest of those. The measured mean curve is the
+AIF: fitting a gamma variate to it alone would drop its recirculation but not the tissue's and
+so bias CBV upwards. The gamma-variate fit of the first pass still serves twice: it reports arrival and peak, and its
 closed-form area (which a short acquisition cannot truncate) compares AIF and VOF.
 
 VOF: the highest late curves (peak after the AIF's by :data:`VOF_MIN_LAG_S`). Arteries are

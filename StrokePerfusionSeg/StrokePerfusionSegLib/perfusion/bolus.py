@@ -37,12 +37,16 @@ class Bolus:
         Frame of the maximum of the mean brain curve.
     enhancement_hu : float
         Peak of the mean brain curve above its pre-peak minimum, in HU.
+    remaining_fraction : float
+        Enhancement left at the last frame, as a fraction of the peak's: near 1 when the
+        series ends before the brain washes out.
     """
 
     baseline_frames: int
     arrival_frame: int
     peak_frame: int
     enhancement_hu: float
+    remaining_fraction: float
 
 
 def find_bolus(mean_curve_hu: np.ndarray) -> Bolus:
@@ -79,6 +83,7 @@ def find_bolus(mean_curve_hu: np.ndarray) -> Bolus:
         arrival_frame=arrival,
         peak_frame=peak_frame,
         enhancement_hu=enhancement,
+        remaining_fraction=(float(curve[-1]) - floor) / enhancement,
     )
 
 

@@ -68,7 +68,13 @@ class PeakBias:
         return cls(MTT_GRID_S.copy(), np.array(heights), np.array(delays))
 
     def correct(
-        self, peak_cbf: np.ndarray, cbv: np.ndarray, tmax_s: np.ndarray, choice: np.ndarray
+        self,
+        peak_cbf: np.ndarray,
+        cbv: np.ndarray,
+        tmax_s: np.ndarray,
+        choice: np.ndarray,
+        *,
+        flow: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Unbiased CBF, MTT and Tmax from the deconvolution's readings.
 
@@ -82,6 +88,9 @@ class PeakBias:
             Time of max(R), s.
         choice : (n,) ndarray of int
             Truncation candidate of each voxel.
+        flow : bool
+            False leaves CBF at its reading and corrects Tmax only (for series too short for
+            a trustworthy CBV).
 
         Returns
         -------
@@ -109,7 +118,7 @@ class PeakBias:
             mtt_k = np.where(ratio[rows] <= falling[0], inverted, apparent)
             height = np.interp(mtt_k, self.mtt_s, self.height[k])
             factor = np.clip(1.0 / np.maximum(height, 1e-6), 1.0 / MAX_FLOW_CORRECTION, MAX_FLOW_CORRECTION)
-            cbf[rows] = peak_cbf[rows] * factor
+            cbf[rows] = peak_cbf[rows] * (factor if flow else 1.0)
             mtt[rows] = 60.0 * cbv[rows] / cbf[rows]
             tmax[rows] = np.clip(tmax[rows] - np.interp(mtt_k, self.mtt_s, self.delay_s[k]), 0.0, None)
         return cbf, mtt, tmax

@@ -8,7 +8,9 @@ truncation bias of the peak measured on the study's AIF and removed (:mod:`.cali
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -18,7 +20,7 @@ from scipy.ndimage import gaussian_filter
 from ..brainmask import BRAIN_MIP_RANGE_HU, brain_mask_from_mip
 from ..errors import CancelledError, InputError
 from ..tracer import KH, RHO
-from .aif import automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
+from .aif import GammaFit, automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
 from .bolus import Bolus, baseline_image, before_arterial_arrival, find_bolus
 from .calibration import PeakBias
 from .deconvolution import CirculantDeconvolver, peak_and_time
@@ -29,6 +31,9 @@ MIN_FRAMES = 10
 DEFAULT_SMOOTHING_MM = 1.5
 #: The Gaussian kernel is cut at this many sigmas (2 keeps 95 % of its weight, at half the cost of 4).
 SMOOTHING_TRUNCATE = 2.0
+#: The CBF correction needs CBV, which a series cut off before the washout underestimates:
+#: above this fraction of the brain's enhancement left at the last frame only Tmax is corrected.
+MAX_REMAINING_FOR_CORRECTION = 0.5
 METHODS = ("bcsvd", "osvd")
 
 
@@ -67,7 +72,7 @@ class PerfusionResult:
     dt_s: float
     method: str
     bolus: Bolus
-    aif_fit: object = None
+    aif_fit: GammaFit | None = None
     vof_voxels: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), int))
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
@@ -102,9 +107,14 @@ def _mean_curve(ctp_hu: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _smooth_in_time(curves: np.ndarray) -> np.ndarray:
-    """Curves (n, t) filtered by ``[1, 2, 1] / 4`` in time (ends kept), to steady their peak time."""
-    smooth = curves.copy()
-    smooth[:, 1:-1] = 0.25 * curves[:, :-2] + 0.5 * curves[:, 1:-1] + 0.25 * curves[:, 2:]
+    """Curves (n, t) filtered by ``[1, 2, 1]`` in time (ends doubled), to steady their peak time.
+
+    Left unnormalised (4 times the curve): only the peak's position is read from it.
+    """
+    smooth = 2.0 * curves
+    smooth[:, 1:-1] += curves[:, :-2]
+    smooth[:, 1:-1] += curves[:, 2:]
+    smooth[:, [0, -1]] *= 2.0
     return smooth
 
 
@@ -153,7 +163,8 @@ def compute_perfusion_maps(
         Voxels to analyse; by default :func:`~StrokePerfusionSegLib.brainmask.brain_mask_from_mip`.
     correct_bias : bool
         Undo the truncation's CBF loss and Tmax lag, measured on this study's AIF
-        (:mod:`.calibration`). False gives the plain ``max(R)`` and its time.
+        (:mod:`.calibration`); CBF is left uncorrected, with a note, when the series ends before
+        the brain washes out. False gives the plain ``max(R)`` and its time.
     smoothing_mm : float
         Gaussian sigma (mm) of the in-plane smoothing of the concentration inside the brain
         mask before deconvolution (normalised, so air and bone never leak in); 0 = none.
@@ -207,17 +218,22 @@ def compute_perfusion_maps(
     build = CirculantDeconvolver.bcsvd if method == "bcsvd" else CirculantDeconvolver.osvd
     deconvolve = build(aif_curve, dt_s)
     bias = PeakBias.measure(deconvolve) if correct_bias else None
+    correct_flow = bolus.remaining_fraction <= MAX_REMAINING_FOR_CORRECTION
+    if correct_bias and not correct_flow:
+        notes.append(
+            f"the series ends before the brain washes out ({100 * bolus.remaining_fraction:.0f} % of the "
+            "enhancement left): CBV reads low, so CBF is the plain SVD reading (Tmax is still corrected)"
+        )
     aif_area = float(aif_curve.sum() * dt_s)
-    brain_count = int(brain_mask.sum())
     values = {name: np.zeros(mip.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
-    done = 0
-    # Slice by slice: smoothing is in-plane, and a slice bounds the memory of one chunk.
-    for z in range(mip.shape[0]):
+
+    def analyse_slice(z: int) -> int:
+        """Fill ``values`` on slice ``z``; returns the number of brain voxels done."""
         if cancel is not None and cancel():
             raise CancelledError("perfusion analysis cancelled")
         inside = brain_mask[z]
         if not inside.any():
-            continue
+            return 0
         rows, columns = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
         box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))  # the brain's bounding box
         inside = inside[box]
@@ -230,15 +246,28 @@ def compute_perfusion_maps(
         cbf = KH / RHO * np.clip(peak, 0.0, None) * 6000.0
         cbv = KH / RHO * np.clip(tissue.sum(axis=1) * dt_s / aif_area, 0.0, None) * 100.0
         if bias is not None:
-            cbf, mtt, tmax = bias.correct(cbf, cbv, tmax, choice)
+            cbf, mtt, tmax = bias.correct(cbf, cbv, tmax, choice, flow=correct_flow)
         else:
             mtt = 60.0 * cbv / np.where(cbf > 0, cbf, np.inf)
         _, ttp = peak_and_time(_smooth_in_time(tissue), dt_s, circular=False)
         for name, value in (("cbf", cbf), ("cbv", cbv), ("mtt", mtt), ("ttp", ttp), ("tmax", tmax)):
             values[name][z][box][inside] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
-        done += int(inside.sum())
-        if progress is not None:
-            progress(done, brain_count)
+        return int(inside.sum())
+
+    # Slice by slice (smoothing is in-plane; a slice bounds the working memory), on every core:
+    # numpy and scipy release the GIL in the heavy loops, so threads run in parallel.
+    brain_count, done = int(brain_mask.sum()), 0
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        jobs = [pool.submit(analyse_slice, z) for z in range(mip.shape[0])]
+        try:
+            for job in jobs:
+                done += job.result()
+                if progress is not None:
+                    progress(done, brain_count)
+        except BaseException:
+            for job in jobs:
+                job.cancel()
+            raise
     maps = dict(values, mip=mip)
     timings["deconvolution_s"] = time.perf_counter() - clock
     return PerfusionResult(
