@@ -21,7 +21,7 @@ from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.labels import CORE, LESION_SEGMENTS, PENUMBRA
 from StrokePerfusionSegLib.studyio import load_study
 from StrokePerfusionSegLib.volumes import lesion_volumes
-from StrokePerfusionSegLib.writers._atomic import write_atomically
+from StrokePerfusionSegLib.atomic import write_file_atomically
 
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PID-0042-XYZ"
@@ -151,5 +151,5 @@ def test_writes_are_atomic(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        write_atomically(tmp_path / "report.json", broken)
+        write_file_atomically(tmp_path / "report.json", broken)
     assert list(tmp_path.iterdir()) == []

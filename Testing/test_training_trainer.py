@@ -129,3 +129,24 @@ def test_resuming_with_other_settings_or_overwriting_is_refused(cases, tmp_path)
         fit(_config(max_epochs=1, lr=0.5), cases, tmp_path / "run", progress=False)
     with pytest.raises(InputError, match="already holds a run"):
         fit(_config(max_epochs=1), cases, tmp_path / "run", resume=False, progress=False)
+
+
+def test_early_stopping_ends_each_stage_and_keeps_the_best(cases, tmp_path):
+    # A learning rate this large kills the ReLUs: the validation loss stops improving at once.
+    config = _config(stages=["later_half", "all"], lr=0.05, max_epochs=12, patience=2)
+    summary = fit(config, cases, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    for stage in ("later_half", "all"):
+        epochs = [r for r in rows if r["stage"] == stage]
+        assert 3 <= len(epochs) < 12
+        best = min(range(len(epochs)), key=lambda i: epochs[i]["val_loss"])
+        assert len(epochs) - 1 - best == 2  # stopped after `patience` epochs without improvement
+    assert summary["stop_reason"] == "early_stopping"
+    assert summary["best_val_loss"] == pytest.approx(min(r["val_loss"] for r in rows))
+
+
+def test_a_diverging_run_stops_with_advice(cases, tmp_path):
+    from StrokePerfusionSegLib.errors import InputError
+
+    with pytest.raises(InputError, match="training diverged .* lower the learning rate"):
+        fit(_config(lr=5.0, max_epochs=3), cases, tmp_path / "run", progress=False)

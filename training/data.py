@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -189,8 +189,6 @@ class TrainingCase:
     record: CaseRecord
     images: dict[str, np.ndarray]  # map name -> (z, y, x) float32 in the map's unit
     label: np.ndarray  # (z, y, x) uint8, 0..3
-    spacing: tuple[float, float, float]  # (z, y, x) mm
-    meta: dict = field(default_factory=dict)
 
 
 def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: bool) -> TrainingCase:
@@ -209,7 +207,7 @@ def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: 
     if len(set(shapes.values())) != 1:
         listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise InputError(f"case {record.case_id}: maps and label differ in shape ({listed}); resample them onto one grid")
-    return TrainingCase(record, dict(case.maps), case.label, case.geometry.spacing_zyx, case.meta)
+    return TrainingCase(record, dict(case.maps), case.label)
 
 
 def load_training_cases(
@@ -228,13 +226,13 @@ def load_training_cases(
     missing_split = [r.case_id for r in records if r.split is None]
     if missing_split:
         raise InputError(
-            f"case {missing_split[0]} has no split; give every case one or let the trainer split (--resplit)"
+            f"case {missing_split[0]} has no split; give every case one or let the trainer split (--set resplit=true)"
         )
     loaded = {}
     for split in splits:
         chosen = [r for r in records if r.split == split]
         if not chosen:
-            raise InputError(f"the {split} split is empty; add cases to it or re-split the cohort (--resplit)")
+            raise InputError(f"the {split} split is empty; add cases to it or re-split the cohort (--set resplit=true)")
         loaded[split] = [load_training_case(r, inputs, use_nihss=use_nihss) for r in chosen]
     return loaded
 

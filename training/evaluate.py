@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -346,12 +345,6 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
         (out_dir / "report.md").write_text(report.markdown)
         report.files.append(out_dir / "report.md")
     return report
-
-
-def evaluation_summary(report: EvaluationReport, *, split: str, cohort: str | os.PathLike | None = None) -> dict:
-    """What a bundle records of its evaluation: the model's and the baseline's means per group."""
-    summary = report.summary()
-    return {"split": split, "cohort": None if cohort is None else str(cohort), "methods": summary}
 
 
 def _safe(name: str) -> str:

@@ -42,7 +42,7 @@ def export_run(run_dir: str | os.PathLike, parent: str | os.PathLike, *, model_i
         Folder that receives the bundle, written atomically by ``bundle.save_bundle``.
     model_id, version : str
     evaluation : dict, optional
-        Evaluation summary (e.g. from :func:`training.evaluate.evaluation_summary`).
+        Evaluation summary (``summary.json`` of :func:`training.evaluate.evaluate`).
     extra_training : dict, optional
         More training facts to record (cohort, command line, seeds).
 

@@ -22,6 +22,7 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -323,7 +324,8 @@ class _Fitter:
                 trained = torch.nn.parallel.DistributedDataParallel(
                     model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             stop_reason = "max_epochs"
-            while epoch < config.max_epochs:
+            # Checked first: a run resumed right after its stage stopped early moves on at once.
+            while epoch < config.max_epochs and not stopper.should_stop:
                 epoch_start = time.monotonic()
                 # A run always completes one epoch; after that a single process may stop mid-epoch.
                 self.may_abort_epoch = dist.world_size == 1 and sum(epochs_run.values()) > 0
@@ -332,6 +334,11 @@ class _Fitter:
                     stop_reason = "time_limit"
                     break
                 val_loss = self._validate(model)
+                if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+                    raise InputError(
+                        f"training diverged in stage {self.stage}, epoch {epoch} (loss {train_loss} / validation "
+                        f"{val_loss}): lower the learning rate (now {config.lr}); the best checkpoint so far is kept"
+                    )
                 stopper.step(val_loss, epoch)
                 is_best = val_loss < global_best
                 epochs_run[self.stage] = epoch + 1
@@ -348,14 +355,13 @@ class _Fitter:
                                 "best": is_best}, step=sum(epochs_run.values()))
                 global_best = min(global_best, val_loss)
                 epoch += 1
-                if stopper.should_stop:
-                    stop_reason = "early_stopping"
-                    break
                 if self._agree(deadline is not None and time.monotonic() > deadline):
                     stop_reason = "time_limit"
                     break
             if stop_reason == "time_limit":
                 break
+            if stopper.should_stop:
+                stop_reason = "early_stopping"
             # The next stage starts from this stage's best weights, as in the paper.
             self._barrier()
             model.load_state_dict(self.checkpoints.load_best()["model"])

@@ -94,7 +94,7 @@ def predict(
         Voxel size ``(z, y, x)`` in mm.
     method : Bundle or "threshold"
         A model bundle (anything with ``.model`` and ``.config``, see :mod:`.bundle`) or the
-        threshold method.
+        threshold method. The bundle's model is left in eval mode on ``device`` (channels-last).
     nihss : int or None
         NIHSS score 0..42; required when the model reads it.
     mip : (z, y, x) ndarray or None
