@@ -172,14 +172,14 @@ def stratified_split(
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise InputError(f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1")
     rng = np.random.default_rng(seed)
-    split_of = {}
+    split_of = {}  # keyed by folder: case ids repeat across the parts of a joined cohort
     for group in GROUPS:
-        members = sorted(r.case_id for r in records if r.group == group)
+        members = sorted(r.folder for r in records if r.group == group)
         order = [members[i] for i in rng.permutation(len(members))]
         cuts = np.round(np.cumsum(fractions) * len(order)).astype(int)
-        for position, case_id in enumerate(order):
-            split_of[case_id] = SPLITS[int(np.searchsorted(cuts, position, side="right"))]
-    return [replace(r, split=split_of[r.case_id]) for r in records]
+        for position, folder in enumerate(order):
+            split_of[folder] = SPLITS[int(np.searchsorted(cuts, position, side="right"))]
+    return [replace(r, split=split_of[r.folder]) for r in records]
 
 
 @dataclass

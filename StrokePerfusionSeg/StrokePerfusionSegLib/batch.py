@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import write_csv_atomically
-from .errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
+from .errors import EXIT_FAILURE, CancelledError, InputError, run_command
 from .maps import MAP_NAMES
 
 logger = logging.getLogger(__name__)
@@ -265,14 +265,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        rows = run_batch(args.input, args.output, method=args.method, device=args.device, nihss=args.nihss)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (CancelledError, KeyboardInterrupt):
-        print("cancelled", file=sys.stderr)
-        return 130
+    return run_command(lambda: _run(args), name="batch")
+
+
+def _run(args) -> int:
+    rows = run_batch(args.input, args.output, method=args.method, device=args.device, nihss=args.nihss)
     failed = [row["case"] for row in rows if row["status"] != "ok"]
     print(f"{len(rows) - len(failed)} of {len(rows)} studies segmented; volumes in {args.output / VOLUMES_CSV}")
     if failed:

@@ -14,7 +14,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
+from .errors import run_command
 
 #: Sub-command modules in the order ``--help`` lists them.
 COMMAND_MODULES = ("demo", "phantom", "perfusion", "segment", "model_info", "bench")
@@ -43,18 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
     )
-    try:
-        return int(args.handler(args) or 0)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (CancelledError, KeyboardInterrupt):
-        print("cancelled: nothing was written", file=sys.stderr)
-        return 130
-    except Exception:  # a bug, not a user mistake: keep the traceback for the report
-        logging.exception("strokeperfusionseg failed")
-        return EXIT_FAILURE
-
+    return run_command(lambda: args.handler(args), name="strokeperfusionseg")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,3 +17,27 @@ class CancelledError(RuntimeError):
 EXIT_USER_ERROR = 2
 #: Exit status of the command line for a failure that is not the user's (a bug, a crash).
 EXIT_FAILURE = 1
+
+
+def run_command(action, *, name: str) -> int:
+    """Run a command-line ``action()`` and turn its outcome into an exit status.
+
+    ``action`` returns an exit status (or None for 0). A user mistake prints its one-line
+    message and gives :data:`EXIT_USER_ERROR`; Cancel or Ctrl-C gives 130; anything else is a
+    failure that is not the user's: it is logged with its traceback, for the bug report, and
+    gives :data:`EXIT_FAILURE`.
+    """
+    import logging
+    import sys
+
+    try:
+        return int(action() or 0)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (CancelledError, KeyboardInterrupt):
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+    except Exception:
+        logging.getLogger(name).exception("%s failed", name)
+        return EXIT_FAILURE
