@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,8 +41,10 @@ def _first_case(root, split="train"):
 
 
 def test_stratified_split_keeps_group_proportions():
-    records = [data.CaseRecord(f"{g}{i}", None, g) for g, n in (("LVO", 50), ("NonLVO", 30), ("WIS", 20))
-               for i in range(n)]
+    # Ids repeat across the two parts of a joined cohort; folders do not.
+    groups = ["LVO"] * 50 + ["NonLVO"] * 30 + ["WIS"] * 20
+    records = [data.CaseRecord(f"P{i // 2:04d}", Path(f"part-{i % 2}") / f"P{i // 2:04d}", g)
+               for i, g in enumerate(groups)]
     split = data.stratified_split(records, seed=3)
     counts = Counter((r.group, r.split) for r in split)
     for group, n in (("LVO", 50), ("NonLVO", 30), ("WIS", 20)):

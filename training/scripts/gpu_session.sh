@@ -117,7 +117,7 @@ for spec in "small sf-pmsn-small" "wide sf-pmsn-w1"; do
   read -r name model_id <<< "$spec"
   [ -f "$WORK/$name/summary.json" ] || continue
   timeout 30 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
-    --version 1.0.0 "${EVALUATION[@]}" \
+    --version 1.1.0 "${EVALUATION[@]}" \
     --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
     --record "device=$(head -1 "$OUT/device.txt")" >> "$OUT/export.log" 2>&1 || stage "export of $name FAILED"
 done
