@@ -99,7 +99,7 @@ def test_dicom_study_folder(lvo_case, tmp_path):
         write_array(lvo_case.maps[name], lvo_case.geometry, nifti / f"{name}.nii.gz")
     from_dicom = batch.run_batch(studies, tmp_path / "out_dicom")
     from_nifti = batch.run_batch(nifti, tmp_path / "out_nifti")
-    assert [row["status"] for row in from_dicom] == ["ok"], from_dicom
+    assert [row["status"] for row in from_dicom + from_nifti] == ["ok", "ok"], (from_dicom, from_nifti)
     images = [sitk.ReadImage(str(tmp_path / out / "study1_label.nii.gz")) for out in ("out_dicom", "out_nifti")]
     assert Geometry.from_image(images[0]).matches(Geometry.from_image(images[1]))
     labels = [sitk.GetArrayFromImage(image) for image in images]

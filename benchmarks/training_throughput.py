@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.config import parse_override
     from training.experiments import plan_experiment
-    from training.trainer import Distributed, autocast_context, build_loss, per_slice_loss, select_device
+    from training.trainer import (
+        Distributed, autocast_context, build_loss, optimizer_step, per_slice_loss, select_device,
+    )
 
     _, (run,) = plan_experiment(args.config, dict(parse_override(t) for t in args.overrides))
     config, model_config = run.config, run.config.model_config()
@@ -50,15 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     def step():
         with autocast:
             logits = model(images, nihss)
-        loss = per_slice_loss(loss_fn, logits, target, weight).mean()
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer_step(per_slice_loss(loss_fn, logits, target, weight).mean(), optimizer, scaler)
 
     for _ in range(2):
         step()

@@ -20,7 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
-from StrokePerfusionSegLib.errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
+from StrokePerfusionSegLib.errors import InputError, run_command
 
 
 def _add_common(parser, *, overrides=True):
@@ -163,18 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
-    try:
-        return int(args.handler(args) or 0)
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except (CancelledError, KeyboardInterrupt):
-        print("cancelled", file=sys.stderr)
-        return 130
-    except Exception:
-        logging.exception("training failed")
-        return EXIT_FAILURE
-
+    return run_command(lambda: args.handler(args), name="training")
 
 if __name__ == "__main__":
     sys.exit(main())

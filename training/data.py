@@ -302,14 +302,14 @@ class SliceDataset:
     def __init__(self, cases, model_config, augmentation=None, lesion_slices_only=False, nonlvo_weight=6.0):
         from StrokePerfusionSegLib.losses import group_sample_weights
         # The predictor's own resampling, so training sees what inference feeds the network.
-        from StrokePerfusionSegLib.predictor import _padding_values, _Resampler
+        from StrokePerfusionSegLib.predictor import SliceResampler, padding_values
 
         self.cases = list(cases)
         self.config = model_config
         self.weights = group_sample_weights([c.record.group for c in self.cases],
                                             num_classes=model_config.num_classes, nonlvo_multiplier=nonlvo_weight)
-        padding = _padding_values(model_config)
-        self.resamplers = [_Resampler(c.label.shape[1:], model_config.image_size, padding) for c in self.cases]
+        padding = padding_values(model_config)
+        self.resamplers = [SliceResampler(c.label.shape[1:], model_config.image_size, padding) for c in self.cases]
         self.augmentation = augmentation
         self.slices = [
             (c, z)

@@ -31,16 +31,16 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
-
 from StrokePerfusionSegLib import labels as label_values
 from StrokePerfusionSegLib.casefolder import write_json
 from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.thresholding import ThresholdParams
 
 from . import data
 
 THRESHOLD = "threshold"
 #: Name the thresholding baseline has in tables.
-THRESHOLD_NAME = "Thresholding (rCBF<30 %, Tmax>6 s)"
+THRESHOLD_NAME = f"Thresholding ({ThresholdParams().summary})"
 REGIONS = ("penumbra", "core")
 #: (metric key suffix, table title, groups shown, decimals) of the report's tables.
 TABLES = (
@@ -257,7 +257,6 @@ def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from StrokePerfusionSegLib import maps
 
     scored = sorted((0.5 * (r["penumbra_dice"] + r["core_dice"]), r["case"]) for r in rows

@@ -97,6 +97,18 @@ def build_loss(config: TrainConfig):
     return losses.DiceCELoss()
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """Back-propagate ``loss`` and update, through the fp16 gradient ``scaler`` when given."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def per_slice_loss(loss_fn, logits, target, weight) -> torch.Tensor:
     """Losses of each slice of a batch, shape (B,): the batch loss is their mean."""
     return torch.stack([
@@ -243,14 +255,7 @@ class _Fitter:
                 return None
             losses = self._forward_losses(model, batch)
             loss = losses.mean()
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            optimizer_step(loss, optimizer, scaler)
             total += float(losses.detach().sum())
             count += losses.shape[0]
         return self._reduce_mean(total, count)

@@ -490,8 +490,3 @@ def _most_probable(probabilities, masked: bool, num_classes: int):
     else:
         labels = probabilities.argmax(dim=1)
     return labels.to(torch.uint8)
-
-
-# training/data.py imported these before they were public; keep its import working.
-_Resampler = SliceResampler
-_padding_values = padding_values

@@ -60,6 +60,11 @@ class ThresholdParams:
     midline: str = "principal_axis"
     max_tilt_deg: float = 30.0
 
+    @property
+    def summary(self) -> str:
+        """The rules in one line, for reports and tables."""
+        return f"rCBF < {self.core_rcbf * 100:g} %, Tmax > {self.tmax_s:g} s"
+
     def __post_init__(self):
         if not 0.0 < self.core_rcbf <= 1.0:
             raise InputError(f"core_rcbf {self.core_rcbf} out of range: use a fraction in (0, 1], e.g. 0.3")

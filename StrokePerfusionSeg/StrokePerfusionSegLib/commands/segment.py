@@ -29,6 +29,7 @@ from pathlib import Path
 from ..atomic import staged_folder, write_csv_atomically
 from ..errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
 from ..maps import MAP_NAMES
+from ..thresholding import ThresholdParams
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,7 @@ def _software_version() -> str:
 
 
 def _method_line(method: MethodSpec, nihss, device: str) -> str:
-    what = f"model {method.model_id} {method.model_version}" if method.name == "dl" else "thresholds rCBF < 30 %, Tmax > 6 s"
+    what = f"model {method.model_id} {method.model_version}" if method.name == "dl" else f"thresholds {ThresholdParams().summary}"
     return f"{what} on {device}; NIHSS {nihss if nihss is not None else 'not given'}; StrokePerfusionSeg {_software_version()}"
 
 
