@@ -138,3 +138,18 @@ def test_truncated_nifti_is_refused(tmp_path, suffix):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="truncated"):
         imageio.read_image(path)
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("", None), (0, 0), ("14", 14), (14.0, 14), (42, 42)])
+def test_nihss_accepts_whole_scores(value, expected):
+    from StrokePerfusionSegLib.nihss import check_nihss
+
+    assert check_nihss(value) == expected
+
+
+@pytest.mark.parametrize("value", [-1, 43, 7.5, "seven", float("nan")])
+def test_nihss_refuses_other_values_naming_them(value):
+    from StrokePerfusionSegLib.nihss import check_nihss
+
+    with pytest.raises(InputError, match="case P9: NIHSS .*0..42"):
+        check_nihss(value, what="case P9: NIHSS")

@@ -28,6 +28,7 @@ import numpy as np
 from StrokePerfusionSegLib import casefolder, labels
 from StrokePerfusionSegLib.casefolder import GROUPS, SPLITS
 from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.nihss import check_nihss
 
 #: Default patient-level split fractions (train, val, test) of the paper: 89/30/33 of 152.
 DEFAULT_SPLIT_FRACTIONS = (0.58, 0.20, 0.22)
@@ -52,18 +53,6 @@ def _check_group(case_id: str, group) -> str:
     return group
 
 
-def _parse_nihss(case_id: str, value) -> int | None:
-    if value is None or str(value).strip() == "":
-        return None
-    try:
-        nihss = int(float(value))
-    except ValueError:
-        raise InputError(f"case {case_id}: NIHSS '{value}' is not a number; give an integer 0..42") from None
-    if not 0 <= nihss <= 42:
-        raise InputError(f"case {case_id}: NIHSS {nihss} is outside 0..42; fix it")
-    return nihss
-
-
 def records_from_cohort(root: str | os.PathLike) -> list[CaseRecord]:
     """Case records of a cohort folder (its ``cohort.json``)."""
     cohort = casefolder.load_cohort(root)
@@ -72,7 +61,7 @@ def records_from_cohort(root: str | os.PathLike) -> list[CaseRecord]:
             case_id=str(entry["id"]),
             folder=cohort.case_folder(str(entry["id"])),
             group=_check_group(entry["id"], entry.get("group")),
-            nihss=_parse_nihss(entry["id"], entry.get("nihss")),
+            nihss=check_nihss(entry.get("nihss"), what=f"case {entry['id']}: NIHSS"),
             split=entry.get("split"),
         )
         for entry in cohort.cases
@@ -104,7 +93,7 @@ def records_from_csv(path: str | os.PathLike) -> list[CaseRecord]:
                 raise InputError(f"case {case_id}: split '{split}' is not one of {', '.join(SPLITS)}")
             records.append(
                 CaseRecord(case_id, folder, _check_group(case_id, row["group"].strip()),
-                           _parse_nihss(case_id, row.get("nihss")), split)
+                           check_nihss(row.get("nihss"), what=f"case {case_id}: NIHSS"), split)
             )
     if not records:
         raise InputError(f"{path} lists no case; add one row per case folder")

@@ -585,7 +585,7 @@ def segment_volumes(
     SegmentationResult
     """
     from .predictor import predict
-    from .studyio import check_nihss
+    from .nihss import check_nihss
     from .volumes import lesion_volumes
 
     nihss = check_nihss(nihss)

@@ -29,6 +29,7 @@ from .brainmask import brain_mask_from_mip
 from .encoding import encode_inputs, is_colour_coded
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
+from .nihss import check_nihss
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ DEFAULT_MEMORY_BUDGET_MB = 2048
 #: Precisions: "auto" picks bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16
 #: (AVX512-BF16 or AMX) and fp32 elsewhere (emulated bf16 is slower than fp32).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-NIHSS_RANGE = (0, 42)
 
 
 @dataclass
@@ -149,17 +149,11 @@ def _check_nihss(nihss, required: bool, notes: list[str]) -> float | None:
         if required:
             raise InputError("this model reads the NIHSS score: give nihss (an integer 0..42)")
         return None
-    try:
-        value = float(nihss)
-    except (TypeError, ValueError):
-        raise InputError(f"NIHSS must be an integer 0..42, got {nihss!r}") from None
-    low, high = NIHSS_RANGE
-    if not (math.isfinite(value) and value == int(value) and low <= value <= high):
-        raise InputError(f"NIHSS must be an integer 0..42, got {nihss!r}: check the score")
+    value = check_nihss(nihss)
     if not required:
         notes.append("NIHSS given but this model does not read it; it was ignored")
         return None
-    return value
+    return float(value)
 
 
 def _check_grid(images: Mapping[str, np.ndarray], names) -> tuple[int, int, int]:

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 
 from . import imageio
 from .errors import InputError
+from .nihss import check_nihss
 from .imageio import Geometry
 from .maps import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
 
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 #: The map every study loads when it is available (brain mask, report background).
 OPTIONAL_MAPS = ("mip",)
-NIHSS_RANGE = (0, 42)
 
 
 @dataclass
@@ -84,19 +84,6 @@ class Study:
     @property
     def is_dicom(self) -> bool:
         return self.reference_headers is not None
-
-
-def check_nihss(nihss) -> int | None:
-    """The NIHSS score as an int in 0..42, or None; an :class:`InputError` otherwise."""
-    if nihss is None or nihss == "":
-        return None
-    try:
-        value = int(nihss)
-    except (TypeError, ValueError):
-        raise InputError(f"NIHSS '{nihss}' is not a whole number: give the score 0..42") from None
-    if not NIHSS_RANGE[0] <= value <= NIHSS_RANGE[1] or value != float(nihss):
-        raise InputError(f"NIHSS {nihss} is outside 0..42: give the admission NIHSS score")
-    return value
 
 
 class _Grid:
