@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .encoding import encoding_manifest
-from .atomic import staged_folder
+from .atomic import staged_folder, write_file_atomically
 from .errors import InputError
 from .labels import CLASS_NAMES
 
@@ -172,7 +172,9 @@ def save_bundle(
 
     with staged_folder(target, overwrite=overwrite) as staging:
         weights = staging / WEIGHTS_FILE
-        save_file(state, str(weights), metadata={"model_id": model_id, "version": str(version)})
+        # Through write_file_atomically for the usual file mode: safetensors writes 0600.
+        metadata = {"model_id": model_id, "version": str(version)}
+        write_file_atomically(weights, lambda temporary: save_file(state, str(temporary), metadata=metadata))
         manifest = {
             "format_version": FORMAT_VERSION,
             "id": model_id,
