@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from StrokePerfusionSegLib.atomic import write_file_atomically
 
 
 @dataclass
@@ -54,17 +55,7 @@ class EarlyStopping:
 
 def save_atomic(state: dict, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file beside ``path``, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_file_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from StrokePerfusionSegLib import casefolder, labels
+from StrokePerfusionSegLib.atomic import write_csv_atomically
 from StrokePerfusionSegLib.casefolder import GROUPS, SPLITS
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.nihss import check_nihss
@@ -133,14 +134,7 @@ def write_case_list(cohorts: Sequence[str | os.PathLike], path: str | os.PathLik
                      "group": record.group, "split": record.split or ""})
     if not rows:
         raise InputError("the cohorts hold no case; generate or give cohort folders with cases")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=["case", "nihss", "group", "split"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
-    return path
+    return write_csv_atomically(path, rows, ("case", "nihss", "group", "split"))
 
 
 def stratified_split(

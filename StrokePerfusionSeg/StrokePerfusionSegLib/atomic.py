@@ -72,6 +72,8 @@ def staged_folder(target: str | os.PathLike, *, overwrite: bool = False) -> Iter
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's private 0700 is not meant for shared output
     try:
         yield staging
+        if target.exists() and not overwrite:
+            raise InputError(f"output folder {target} appeared while writing: choose another")
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, retired / target.name)

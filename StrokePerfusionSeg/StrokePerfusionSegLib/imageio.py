@@ -105,6 +105,23 @@ def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None 
     return geometry.apply(image)
 
 
+def resample_onto(
+    array: np.ndarray, source: Geometry, target: Geometry, shape: tuple[int, int, int]
+) -> np.ndarray:
+    """Resample a ``(z, y, x)`` or RGB ``(z, y, x, 3)`` array from ``source`` onto ``target``.
+
+    Scalar maps are interpolated linearly; colour-coded images take the nearest voxel, since
+    mixing colours would invent values that are not in the colour table. Points outside the
+    source are 0. Callers say so to the user: resampling is never silent.
+    """
+    moving = array_to_image(array, source)
+    reference = sitk.Image([int(shape[2]), int(shape[1]), int(shape[0])], sitk.sitkUInt8)
+    target.apply(reference)
+    interpolator = sitk.sitkNearestNeighbor if array.ndim == 4 else sitk.sitkLinear
+    resampled = sitk.Resample(moving, reference, sitk.Transform(), interpolator, 0.0, moving.GetPixelID())
+    return sitk.GetArrayFromImage(resampled)
+
+
 def _nifti1_data_end(header: bytes) -> int | None:
     """Byte offset where a NIfTI-1 file's voxel data ends, or None for another format."""
     for order in "<>":

@@ -27,7 +27,7 @@ import numpy as np
 
 from .atomic import write_file_atomically
 from .errors import InputError
-from .imageio import Geometry
+from .imageio import Geometry, resample_onto
 from .labels import LESION_SEGMENTS, SegmentSpec
 from .maps import MAP_SPECS, map_spec
 from .volumes import DECISION_SUPPORT_CAVEAT
@@ -281,20 +281,6 @@ class GatheredInputs:
     notes: list[str] = field(default_factory=list)
 
 
-def _resample(array: np.ndarray, source: Geometry, target: Geometry, shape: tuple[int, int, int]) -> np.ndarray:
-    import SimpleITK as sitk
-
-    from .imageio import array_to_image
-
-    rgb = array.ndim == 4
-    moving = array_to_image(array, source)
-    reference = sitk.Image([int(shape[2]), int(shape[1]), int(shape[0])], sitk.sitkUInt8)
-    target.apply(reference)
-    interpolator = sitk.sitkNearestNeighbor if rgb else sitk.sitkLinear
-    resampled = sitk.Resample(moving, reference, sitk.Transform(), interpolator, 0.0, moving.GetPixelID())
-    return sitk.GetArrayFromImage(resampled)
-
-
 def gather_inputs(volume_nodes: Mapping[str, object], *, resample: bool = True) -> GatheredInputs:
     """Read input volume nodes onto the grid of the first one.
 
@@ -328,7 +314,7 @@ def gather_inputs(volume_nodes: Mapping[str, object], *, resample: bool = True) 
                     f"{name.upper()} volume {_node_label(node)} is not on the grid of "
                     f"{_node_label(reference)}: resample it onto one grid"
                 )
-            array = _resample(array, found, geometry, shape)
+            array = resample_onto(array, found, geometry, shape)
             message = (
                 f"{name.upper()} ({node.GetName()}) was resampled onto the grid of "
                 f"{reference.GetName()} (spacing {found.spacing} -> {geometry.spacing} mm)"

@@ -109,13 +109,11 @@ class _Grid:
                 f"{tuple(round(s, 3) for s in self.geometry.spacing)} mm, origin or direction may differ; "
                 "export all maps on one grid, or allow resampling (--resample)"
             )
-        reference = imageio.array_to_image(np.zeros(self.shape, np.float32), self.geometry)
-        moving = imageio.array_to_image(values.astype(np.float32), geometry)
-        resampled = sitk.Resample(moving, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
+        resampled = imageio.resample_onto(values.astype(np.float32), geometry, self.geometry, self.shape)
         note = f"{name}: resampled linearly onto the {self.first.upper()} grid"
         log.warning(note)
         self.notes.append(note)
-        return sitk.GetArrayFromImage(resampled).astype(np.float32)
+        return resampled.astype(np.float32)
 
 
 def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> dict[str, np.ndarray]:

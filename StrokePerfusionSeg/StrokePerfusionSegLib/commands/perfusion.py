@@ -83,9 +83,6 @@ def _frame_interval(image, given: float | None) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-    import shutil
-    import tempfile
     import time
     from pathlib import Path
 
@@ -93,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from .. import imageio
+    from ..atomic import staged_folder
     from ..casefolder import Case, save_case
     from ..errors import InputError
     from ..perfusion import compute_perfusion_maps
@@ -142,16 +140,9 @@ def run(args: argparse.Namespace) -> int:
     case = Case(out.name, geometry, maps=result.maps, dt_s=dt_s, meta={"source": provenance})
 
     clock = time.perf_counter()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        save_case(case, staging / out.name)
-        imageio.write_array(result.brain_mask.astype(np.uint8), geometry, staging / out.name / "brain_mask.nii.gz")
-        if out.exists():
-            raise InputError(f"output folder {out} appeared while computing: choose another --out")
-        os.replace(staging / out.name, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staged_folder(out) as staging:
+        save_case(case, staging, overwrite=True)
+        imageio.write_array(result.brain_mask.astype(np.uint8), geometry, staging / "brain_mask.nii.gz")
     write_s = time.perf_counter() - clock
 
     brain = result.brain_mask
