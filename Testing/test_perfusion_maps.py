@@ -15,7 +15,7 @@ from StrokePerfusionSegLib.perfusion import (
     make_reference_study,
     oscillation_index,
 )
-from StrokePerfusionSegLib.perfusion.calibration import PeakBias
+from StrokePerfusionSegLib.perfusion.calibration import DeconvolutionBias
 from StrokePerfusionSegLib.perfusion.deconvolution import peak_and_time
 
 #: (cbf ml/100g/min, cbv ml/100g, delay s, dispersion s): grey, white, penumbra-like, core-like.
@@ -95,7 +95,7 @@ def test_bcsvd_flow_does_not_drift_with_delay():
     raw_cbf = tracer.KH / tracer.RHO * peak * 6000.0
     assert raw_cbf.max() / raw_cbf.min() - 1.0 <= 0.05
     cbv = tracer.KH / tracer.RHO * tissue.sum(axis=1) / aif.sum() * 100.0
-    cbf, _, tmax = PeakBias.measure(deconvolve).correct(raw_cbf, cbv, tmax, choice)
+    cbf, _, _, tmax = DeconvolutionBias.measure(deconvolve).correct(raw_cbf, cbv, tmax, choice)
     assert np.abs(cbf / 50.0 - 1.0).max() <= 0.05
     np.testing.assert_allclose(tmax, delays, atol=0.5)
 
@@ -117,14 +117,14 @@ def test_scaling_the_tissue_curve_scales_cbf_and_cbv():
     aif = tracer.gamma_variate(t_s, t0_s=8.0, alpha=3.0, beta_s=1.5, peak=300.0)
     tissue = tracer.tissue_curves(aif, t_s, [50.0, 20.0], [3.5, 3.0], [0.0, 2.0], 0.0).T
     for deconvolve in (CirculantDeconvolver.bcsvd(aif, 1.0), CirculantDeconvolver.osvd(aif, 1.0)):
-        bias = PeakBias.measure(deconvolve)
+        bias = DeconvolutionBias.measure(deconvolve)
         maps = []
         for scale in (1.0, 2.0):
             residues, choice = deconvolve(scale * tissue)
             peak, tmax = peak_and_time(residues, 1.0, circular=True)
             cbv = tracer.KH / tracer.RHO * scale * tissue.sum(axis=1) / aif.sum() * 100.0
-            maps.append(bias.correct(tracer.KH / tracer.RHO * peak * 6000.0, cbv, tmax, choice) + (cbv,))
-        (cbf1, mtt1, tmax1, cbv1), (cbf2, mtt2, tmax2, cbv2) = maps
+            maps.append(bias.correct(tracer.KH / tracer.RHO * peak * 6000.0, cbv, tmax, choice))
+        (cbf1, cbv1, mtt1, tmax1), (cbf2, cbv2, mtt2, tmax2) = maps
         np.testing.assert_allclose(cbf2, 2.0 * cbf1, rtol=1e-3)
         np.testing.assert_allclose(cbv2, 2.0 * cbv1, rtol=1e-6)
         np.testing.assert_allclose(tmax2, tmax1, atol=1e-3)

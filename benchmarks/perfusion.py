@@ -2,7 +2,7 @@
 
     python -m benchmarks.perfusion                 # accuracy + speed (512 x 512 x 20 x 40)
     python -m benchmarks.perfusion --skip-speed    # accuracy only (~1 min)
-    python -m benchmarks.perfusion --phantom       # also a 64 x 64 x 4 phantom case with truth maps
+    python -m benchmarks.perfusion --phantom       # also phantom patients against their truth maps
 
 Accuracy, on the digital reference object (:mod:`StrokePerfusionSegLib.perfusion.reference_object`,
 curves from :func:`StrokePerfusionSegLib.tracer.tissue_curves`):
@@ -13,11 +13,12 @@ curves from :func:`StrokePerfusionSegLib.tracer.tissue_curves`):
 * 3 and 6 HU noise: the same figures per tissue block (median over each 16 x 16 block's
   interior, default smoothing), then the median over blocks.
 
-Speed: a 512 x 512 x 20 x 40 study (3 HU noise, tissue in every voxel: a worst case, a head
-fills about half of the field of view) through :func:`compute_perfusion_maps` with bcSVD
-(target <= 10 s) and oSVD (<= 60 s), with and without the default smoothing; memory (<= 4 GB);
-and the ratio to one dense float32 matrix product of the same size (brain voxels x 2t by
-2t x 2t) timed in the same run, which makes the figure comparable across machines and loads.
+Speed: 512 x 512 x 20 x 40 studies with 3 HU noise, a phantom LVO head (the clinical case)
+and tissue in every voxel (a worst case: a head fills about half of the field of view),
+through :func:`compute_perfusion_maps` with bcSVD (target <= 10 s) and oSVD (<= 60 s), with
+and without the default smoothing; memory (<= 4 GB); and the ratio to one dense float32 matrix
+product of the same size (brain voxels x 2t by 2t x 2t) timed in the same run, which makes the
+figure comparable across machines and loads.
 """
 
 from __future__ import annotations
@@ -86,22 +87,32 @@ def accuracy() -> None:
             print(_row(f"{noise_hu:.0f} HU {method}", summary))
 
 
-def phantom(frames: int) -> None:
+#: Phantom patients scored for accuracy: (group, seed), two of each group with a lesion and one WIS.
+PHANTOM_PATIENTS = (("LVO", 3), ("LVO", 5), ("NonLVO", 8), ("NonLVO", 13), ("WIS", 11))
+
+
+def phantom(size: int, frame_counts) -> None:
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
     from StrokePerfusionSegLib.phantom import PhantomConfig, simulate
 
-    print(f"phantom LVO case, 64 x 64 x 4 x {frames} frames, noise-free, against its truth maps, per voxel")
-    study = simulate("bench", "LVO", 3, PhantomConfig(size=64, slices=4, frames=frames, noise_hu=0.0, maps="truth"))
-    case = study.case
-    for method in ("bcsvd", "osvd"):
-        result = compute_perfusion_maps(case.ctp, case.dt_s, case.geometry.spacing_zyx, method=method)
-        inside = result.brain_mask & (study.truth["cbf"] > 0)
-        errors = {
-            name: float(np.median(np.abs(result.maps[name][inside] / study.truth[name][inside] - 1.0)))
-            for name in ("cbf", "cbv")
-        }
-        errors["tmax"] = float(np.median(np.abs(result.maps["tmax"][inside] - study.truth["tmax"][inside])))
-        print(_row(method, errors) + f"   VOF scale {result.vof_scale:.2f}")
+    print(f"phantom patients, {size} x {size} x 4 slices, noise-free, against their truth maps, per voxel of "
+          "perfused tissue; median over patients of each patient's median")
+    for frames in frame_counts:
+        for method in ("bcsvd", "osvd"):
+            per_patient = []
+            for group, seed in PHANTOM_PATIENTS:
+                study = simulate("bench", group, seed, PhantomConfig(size=size, slices=4, frames=frames, noise_hu=0.0,
+                                                                     maps="truth", with_rgb=False))
+                case, truth = study.case, study.truth
+                result = compute_perfusion_maps(case.ctp, case.dt_s, case.geometry.spacing_zyx, method=method)
+                inside = result.brain_mask & (truth["cbf"] > 0)
+                errors = {name: np.median(np.abs(result.maps[name][inside] / truth[name][inside] - 1.0))
+                          for name in ("cbf", "cbv")}
+                errors["tmax"] = np.median(np.abs(result.maps["tmax"][inside] - truth["tmax"][inside]))
+                per_patient.append(errors)
+            summary = {name: float(np.median([e[name] for e in per_patient])) for name in ("cbf", "cbv", "tmax")}
+            worst = ", ".join(f"{group} {seed}: {100 * e['cbf']:.0f} %" for (group, seed), e in zip(PHANTOM_PATIENTS, per_patient))
+            print(_row(f"{frames} frames {method}", summary) + f"   (CBF per patient: {worst})")
 
 
 def _clinical_size_study(slices: int, size: int, frames: int):
@@ -116,50 +127,76 @@ def _clinical_size_study(slices: int, size: int, frames: int):
     return study.ctp_hu[:, :, :size, :size], study.spacing  # a view: the vessel strip adds 4 rows
 
 
-def speed(slices: int, size: int, frames: int) -> None:
-    import tracemalloc
+def _phantom_head_study(slices: int, size: int, frames: int):
+    """(t, z, y, x) float32 phantom LVO patient with 3 HU noise: a real head in the field of view."""
+    from StrokePerfusionSegLib.phantom import PhantomConfig, simulate
 
+    config = PhantomConfig(size=size, slices=slices, frames=frames, noise_hu=3.0, maps="truth", with_rgb=False)
+    case = simulate("bench", "LVO", 3, config).case
+    return case.ctp, case.geometry.spacing_zyx
+
+
+def _time_methods(ctp, spacing) -> dict:
+    """Wall time of each (method, smoothing), printed with CPU time and stages."""
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
 
-    ctp, spacing = _clinical_size_study(slices, size, frames)
-    print(f"speed, {size} x {size} x {slices} slices x {frames} frames ({ctp.nbytes / 2**20:.0f} MiB float32), "
-          "wall and CPU time (the machine may be shared)")
-    results = {}
+    walls = {}
     for method, target in (("bcsvd", 10.0), ("osvd", 60.0)):
         for smoothing in (1.5, 0.0):
             wall, cpu = time.perf_counter(), time.process_time()
             result = compute_perfusion_maps(ctp, 1.0, spacing, method=method, smoothing_mm=smoothing)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            results[method, smoothing] = wall
+            walls[method, smoothing] = wall
             stages = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result.timings.items())
-            print(f"  {method:<6s} smoothing {smoothing:.1f} mm {wall:6.2f} s wall {cpu:6.2f} s cpu "
+            print(f"    {method:<6s} smoothing {smoothing:.1f} mm {wall:6.2f} s wall {cpu:6.2f} s cpu "
                   f"(target <= {target:.0f} s): {stages}")
+    walls["voxels"] = int(result.brain_mask.sum())
+    return walls
+
+
+def _dense_product_ratios(walls: dict, frames: int) -> None:
+    """Time one float32 product (brain voxels x 2t) @ (2t x 2t) and print each run's multiple of it."""
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((walls["voxels"], 2 * frames), dtype=np.float32)
+    right = rng.standard_normal((2 * frames, 2 * frames), dtype=np.float32)
+    clock = time.perf_counter()
+    left @ right
+    product = time.perf_counter() - clock
+    ratios = ", ".join(f"{m} {s:.1f} mm {wall / product:.0f}x" for (m, s), wall in walls.items() if m != "voxels")
+    print(f"    dense product ({walls['voxels']} x {2 * frames}) @ ({2 * frames} x {2 * frames}) float32: "
+          f"{product:.2f} s; analysis / product: {ratios}")
+
+
+def speed(slices: int, size: int, frames: int) -> None:
+    import tracemalloc
+
+    from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
+
+    print(f"speed, {size} x {size} x {slices} slices x {frames} frames, wall and CPU time (the machine may be shared)")
+    ctp, spacing = _phantom_head_study(slices, size, frames)
+    print(f"  phantom LVO head, 3 HU ({ctp.nbytes / 2**20:.0f} MiB float32)")
+    _dense_product_ratios(_time_methods(ctp, spacing), frames)
+    del ctp
+    ctp, spacing = _clinical_size_study(slices, size, frames)
+    print(f"  tissue in every voxel, 3 HU (worst case: a head fills about half of the field of view; "
+          f"{ctp.nbytes / 2**20:.0f} MiB float32)")
+    _dense_product_ratios(_time_methods(ctp, spacing), frames)
     tracemalloc.start()
     compute_perfusion_maps(ctp, 1.0, spacing)
     working = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"  memory: the input {ctp.nbytes / 2**20:.0f} MiB + bcSVD working set {working:.0f} MiB (target <= 4096 MiB); "
-          f"peak resident so far {peak:.0f} MiB, building the test study included")
-    voxels = int(result.brain_mask.sum())
-    rng = np.random.default_rng(0)
-    left = rng.standard_normal((voxels, 2 * frames), dtype=np.float32)
-    right = rng.standard_normal((2 * frames, 2 * frames), dtype=np.float32)
-    clock = time.perf_counter()
-    left @ right
-    product = time.perf_counter() - clock
-    del left
-    ratios = ", ".join(f"{m} {s:.1f} mm {wall / product:.0f}x" for (m, s), wall in results.items())
-    print(f"  dense product ({voxels} x {2 * frames}) @ ({2 * frames} x {2 * frames}) float32: {product:.2f} s; "
-          f"analysis / product: {ratios}")
+    print(f"    memory: the input {ctp.nbytes / 2**20:.0f} MiB + bcSVD working set {working:.0f} MiB "
+          f"(target <= 4096 MiB); peak resident so far {peak:.0f} MiB, building the test studies included")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--phantom", action="store_true", help="also score a phantom case (needs ~30 s more)")
-    parser.add_argument("--phantom-frames", type=int, default=50)
+    parser.add_argument("--phantom", action="store_true", help="also score phantom patients (about 2 min more)")
+    parser.add_argument("--phantom-size", type=int, default=256)
+    parser.add_argument("--phantom-frames", type=int, nargs="+", default=[50, 40])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slices", type=int, default=20)
     parser.add_argument("--frames", type=int, default=40)
@@ -167,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_accuracy:
         accuracy()
     if args.phantom:
-        phantom(args.phantom_frames)
+        phantom(args.phantom_size, args.phantom_frames)
     if not args.skip_speed:
         speed(args.slices, args.size, args.frames)
     return 0

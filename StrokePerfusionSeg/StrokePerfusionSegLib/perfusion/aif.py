@@ -1,9 +1,12 @@
 """Arterial input function (AIF) and venous output function (VOF).
 
 Automatic AIF: among voxels that are neither air nor bone, take the :data:`POOL_SIZE` with the
-highest concentration peak (at least :data:`MIN_VESSEL_PEAK_HU`), keep the earliest quarter by
-time to peak (arteries fill first; veins, and vessels cut off by the end of the series, peak
-later) and average the :data:`AIF_VOXELS` highest of those. The measured mean curve is the
+highest concentration peak (at least :data:`MIN_VESSEL_PEAK_HU`), keep those that peak within
+:data:`EARLY_WINDOW_S` of the earliest (arteries fill first; veins, and vessels cut off by the
+end of the series, peak later) and average the :data:`AIF_VOXELS` highest of those. The
+earliest time is that of the :data:`EARLIEST_RANK`-th earliest voxel, so a stray curve or two
+cannot set it, and it does not depend on how many veins the pool holds: large sinuses are
+purer than arteries and can fill most of it on a fine grid. The measured mean curve is the
 AIF: fitting a gamma variate to it alone would drop its recirculation but not the tissue's and
 so bias CBV upwards. The gamma-variate fit of the first pass still serves twice: it reports arrival and peak, and its
 closed-form area (which a short acquisition cannot truncate) compares AIF and VOF.
@@ -29,9 +32,11 @@ VESSEL_BASELINE_RANGE_HU = (-100.0, 150.0)
 #: Smallest concentration peak (HU above baseline) of an arterial or venous voxel.
 MIN_VESSEL_PEAK_HU = 50.0
 #: Highest-peak voxels examined for the AIF.
-POOL_SIZE = 200
-#: Percentile of the pool's times to peak below which a voxel counts as early (arterial).
-EARLY_PERCENTILE = 25.0
+POOL_SIZE = 2000
+#: A pool voxel peaking at most this long (s) after the earliest ones counts as arterial.
+EARLY_WINDOW_S = 2.0
+#: Rank (1 = earliest) of the pool voxel whose time to peak marks the arterial phase.
+EARLIEST_RANK = 3
 #: Voxels averaged into the AIF and into the VOF.
 AIF_VOXELS = 8
 #: The VOF peaks at least this long (s) after the AIF.
@@ -40,6 +45,9 @@ VOF_MIN_LAG_S = 2.0
 MAX_VOF_SCALE = 4.0
 #: First pass ends where the curve falls back below this fraction of its peak.
 FIRST_PASS_END_FRACTION = 0.4
+#: The VOF's gamma-variate fit extrapolates the washout a short series misses, but it needs
+#: the peak passed: the last frame must lie at least this fraction below the VOF's peak.
+VOF_MIN_FALL = 0.1
 
 
 @dataclass(frozen=True)
@@ -162,7 +170,9 @@ def automatic_aif(
         )
     curves = concentration_curves(ctp_hu, baseline_hu, pool)
     ttp = t_s[curves.argmax(axis=1)]
-    early = ttp <= np.percentile(ttp, EARLY_PERCENTILE)
+    rank = min(EARLIEST_RANK, ttp.size) - 1
+    earliest = np.partition(ttp, rank)[rank]
+    early = ttp <= earliest + EARLY_WINDOW_S
     chosen = np.flatnonzero(early)[:AIF_VOXELS]  # pool is sorted by peak, highest first
     return pool[chosen], curves[chosen].mean(axis=0)
 
@@ -221,8 +231,8 @@ def venous_scale(
     if late.size == 0:
         return 1.0, none, ["no VOF found; AIF not rescaled"]
     vof = curves[late].mean(axis=0)
-    if vof[-1] > FIRST_PASS_END_FRACTION * vof.max():
-        return 1.0, pool[late], ["the series ends before the venous first pass does; AIF not rescaled"]
+    if vof[-1] > (1.0 - VOF_MIN_FALL) * vof.max():
+        return 1.0, pool[late], ["the series ends before the venous peak has passed; AIF not rescaled"]
     vof_fit = fit_gamma_variate(vof, t_s)
     if vof_fit is None:
         return 1.0, pool[late], ["VOF gamma-variate fit failed; AIF not rescaled"]

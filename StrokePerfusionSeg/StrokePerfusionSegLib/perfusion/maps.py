@@ -2,8 +2,9 @@
 
 Steps: validate; MIP and brain mask; bolus and baseline on the mean brain curve; AIF
 (automatic or given) and its VOF partial-volume scale; optional in-plane smoothing and
-deconvolution of the brain voxels, slice by slice; the maps by the definitions of DESIGN.md section 5 (see :mod:`..tracer`), with the
-truncation bias of the peak measured on the study's AIF and removed (:mod:`.calibration`).
+deconvolution of the brain voxels, slice by slice; the maps by the definitions of DESIGN.md
+section 5 (see :mod:`..tracer`), with the biases of the truncated SVD and of the series' end
+measured on the study's AIF and frames and removed (:mod:`.calibration`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from ..errors import CancelledError, InputError
 from ..tracer import KH, RHO
 from .aif import GammaFit, automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
 from .bolus import Bolus, baseline_image, before_arterial_arrival, find_bolus
-from .calibration import PeakBias
+from .calibration import DeconvolutionBias
 from .deconvolution import CirculantDeconvolver, peak_and_time
 
 #: Fewest frames a series must have for baseline, bolus and deconvolution.
@@ -31,8 +32,8 @@ MIN_FRAMES = 10
 DEFAULT_SMOOTHING_MM = 1.5
 #: The Gaussian kernel is cut at this many sigmas (2 keeps 95 % of its weight, at half the cost of 4).
 SMOOTHING_TRUNCATE = 2.0
-#: The CBF correction needs CBV, which a series cut off before the washout underestimates:
-#: above this fraction of the brain's enhancement left at the last frame only Tmax is corrected.
+#: The CBF and CBV corrections extrapolate the washout the series missed: above this fraction
+#: of the brain's enhancement left at the last frame that is guesswork, and only Tmax is corrected.
 MAX_REMAINING_FOR_CORRECTION = 0.5
 METHODS = ("bcsvd", "osvd")
 
@@ -162,9 +163,10 @@ def compute_perfusion_maps(
     brain_mask : (z, y, x) bool, optional
         Voxels to analyse; by default :func:`~StrokePerfusionSegLib.brainmask.brain_mask_from_mip`.
     correct_bias : bool
-        Undo the truncation's CBF loss and Tmax lag, measured on this study's AIF
-        (:mod:`.calibration`); CBF is left uncorrected, with a note, when the series ends before
-        the brain washes out. False gives the plain ``max(R)`` and its time.
+        Undo the truncation's CBF loss and Tmax lag and the CBV lost to the end of the series,
+        measured on this study's AIF and frames (:mod:`.calibration`); CBF and CBV are left
+        uncorrected, with a note, when the series ends long before the brain washes out. False
+        gives the plain ``max(R)``, its time and the plain area ratio.
     smoothing_mm : float
         Gaussian sigma (mm) of the in-plane smoothing of the concentration inside the brain
         mask before deconvolution (normalised, so air and bone never leak in); 0 = none.
@@ -217,12 +219,12 @@ def compute_perfusion_maps(
     clock = time.perf_counter()
     build = CirculantDeconvolver.bcsvd if method == "bcsvd" else CirculantDeconvolver.osvd
     deconvolve = build(aif_curve, dt_s)
-    bias = PeakBias.measure(deconvolve) if correct_bias else None
+    bias = DeconvolutionBias.measure(deconvolve) if correct_bias else None
     correct_flow = bolus.remaining_fraction <= MAX_REMAINING_FOR_CORRECTION
     if correct_bias and not correct_flow:
         notes.append(
             f"the series ends before the brain washes out ({100 * bolus.remaining_fraction:.0f} % of the "
-            "enhancement left): CBV reads low, so CBF is the plain SVD reading (Tmax is still corrected)"
+            "enhancement left): CBF and CBV are the plain readings (Tmax is still corrected)"
         )
     aif_area = float(aif_curve.sum() * dt_s)
     values = {name: np.zeros(mip.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
@@ -246,7 +248,7 @@ def compute_perfusion_maps(
         cbf = KH / RHO * np.clip(peak, 0.0, None) * 6000.0
         cbv = KH / RHO * np.clip(tissue.sum(axis=1) * dt_s / aif_area, 0.0, None) * 100.0
         if bias is not None:
-            cbf, mtt, tmax = bias.correct(cbf, cbv, tmax, choice, flow=correct_flow)
+            cbf, cbv, mtt, tmax = bias.correct(cbf, cbv, tmax, choice, flow=correct_flow)
         else:
             mtt = 60.0 * cbv / np.where(cbf > 0, cbf, np.inf)
         _, ttp = peak_and_time(_smooth_in_time(tissue), dt_s, circular=False)
