@@ -74,6 +74,45 @@ def test_partial_volume_aif_is_rescaled_by_the_vein():
     assert _median_errors(result, thin_artery)["cbv"] <= 0.05
 
 
+def test_vein_still_rescales_a_series_that_ends_half_way_down_its_washout():
+    # 26 s: the vein has passed its peak but is still at half of it at the last frame.
+    short = make_reference_study(TISSUES, block=6, slices=2, frames=26, artery_partial_volume=0.5)
+    vein = short.ctp_hu[:, 0, 2, -2]
+    assert 0.4 < (vein[-1] - vein[0]) / (vein.max() - vein[0]) < 0.6
+    result = compute_perfusion_maps(short.ctp_hu, 1.0, short.spacing, smoothing_mm=0)
+    assert result.vof_scale == pytest.approx(2.0, rel=0.05)
+
+
+def test_automatic_aif_skips_a_sinus_that_outshines_and_outnumbers_the_arteries():
+    # As on fine 512 px grids: small arteries lose contrast to partial volume, a large pure
+    # sinus does not, and it fills most of the brightest voxels. The early arteries must
+    # still be the AIF (and the sinus then rescales it).
+    thin_artery = make_reference_study(TISSUES, block=6, slices=2, frames=60, artery_partial_volume=0.6)
+    ctp = thin_artery.ctp_hu
+    sinus = np.zeros(ctp.shape[1:], bool)
+    sinus[:, 1:4, 4:-4] = True
+    ctp[:, sinus] = ctp[:, 0, 2, -2][:, None]  # the vein's curve
+    assert ctp[:, 0, 2, -2].max() > ctp[:, 0, 1, 1].max()
+    result = compute_perfusion_maps(ctp, 1.0, thin_artery.spacing, smoothing_mm=0)
+    assert all(thin_artery.artery[tuple(v)] for v in result.aif_voxels)
+    assert _median_errors(result, thin_artery)["cbf"] <= 0.05
+
+
+def test_washout_missed_by_a_short_series_is_restored():
+    # 35 s: a tissue with MTT 9.6 s arriving 6 s late is cut off, so its plain CBV reads 30 % low.
+    late_and_slow = [(25.0, 4.0, 6.0, 0.0), (50.0, 3.5, 3.0, 0.0)]
+    short = make_reference_study(late_and_slow, block=6, slices=1, frames=35)
+    corrected, plain = (compute_perfusion_maps(short.ctp_hu, 1.0, short.spacing, smoothing_mm=0, correct_bias=c)
+                        for c in (True, False))
+    assert not corrected.notes
+    plain_errors = short.block_errors(plain.maps, margin=0, within=plain.brain_mask)
+    assert plain_errors["cbv"][0] < -0.25 and plain_errors["cbf"][0] < -0.15
+    errors = short.block_errors(corrected.maps, margin=0, within=corrected.brain_mask)
+    np.testing.assert_allclose(errors["cbf"], 0.0, atol=0.03)
+    np.testing.assert_allclose(errors["cbv"], 0.0, atol=0.03)
+    np.testing.assert_allclose(errors["tmax"], 0.0, atol=0.1)
+
+
 def test_manual_aif_voxel_and_mask_override_the_search(study):
     artery_voxel = tuple(int(i) for i in np.argwhere(study.artery)[0])
     by_index = compute_perfusion_maps(study.ctp_hu, 1.0, study.spacing, aif_voxel=artery_voxel)

@@ -111,8 +111,9 @@ def phantom(size: int, frame_counts) -> None:
                 errors["tmax"] = np.median(np.abs(result.maps["tmax"][inside] - truth["tmax"][inside]))
                 per_patient.append(errors)
             summary = {name: float(np.median([e[name] for e in per_patient])) for name in ("cbf", "cbv", "tmax")}
-            worst = ", ".join(f"{group} {seed}: {100 * e['cbf']:.0f} %" for (group, seed), e in zip(PHANTOM_PATIENTS, per_patient))
-            print(_row(f"{frames} frames {method}", summary) + f"   (CBF per patient: {worst})")
+            each = ", ".join(f"{group} {seed}: {100 * e['cbf']:.0f} %"
+                             for (group, seed), e in zip(PHANTOM_PATIENTS, per_patient, strict=True))
+            print(_row(f"{frames} frames {method}", summary) + f"   (CBF per patient: {each})")
 
 
 def _clinical_size_study(slices: int, size: int, frames: int):
@@ -136,8 +137,8 @@ def _phantom_head_study(slices: int, size: int, frames: int):
     return case.ctp, case.geometry.spacing_zyx
 
 
-def _time_methods(ctp, spacing) -> dict:
-    """Wall time of each (method, smoothing), printed with CPU time and stages."""
+def _time_methods(ctp, spacing) -> tuple[dict, int]:
+    """Wall time of each (method, smoothing), printed with CPU time and stages; and the brain voxel count."""
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
 
     walls = {}
@@ -150,20 +151,19 @@ def _time_methods(ctp, spacing) -> dict:
             stages = ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in result.timings.items())
             print(f"    {method:<6s} smoothing {smoothing:.1f} mm {wall:6.2f} s wall {cpu:6.2f} s cpu "
                   f"(target <= {target:.0f} s): {stages}")
-    walls["voxels"] = int(result.brain_mask.sum())
-    return walls
+    return walls, int(result.brain_mask.sum())
 
 
-def _dense_product_ratios(walls: dict, frames: int) -> None:
+def _dense_product_ratios(walls: dict, voxels: int, frames: int) -> None:
     """Time one float32 product (brain voxels x 2t) @ (2t x 2t) and print each run's multiple of it."""
     rng = np.random.default_rng(0)
-    left = rng.standard_normal((walls["voxels"], 2 * frames), dtype=np.float32)
+    left = rng.standard_normal((voxels, 2 * frames), dtype=np.float32)
     right = rng.standard_normal((2 * frames, 2 * frames), dtype=np.float32)
     clock = time.perf_counter()
     left @ right
     product = time.perf_counter() - clock
-    ratios = ", ".join(f"{m} {s:.1f} mm {wall / product:.0f}x" for (m, s), wall in walls.items() if m != "voxels")
-    print(f"    dense product ({walls['voxels']} x {2 * frames}) @ ({2 * frames} x {2 * frames}) float32: "
+    ratios = ", ".join(f"{m} {s:.1f} mm {wall / product:.0f}x" for (m, s), wall in walls.items())
+    print(f"    dense product ({voxels} x {2 * frames}) @ ({2 * frames} x {2 * frames}) float32: "
           f"{product:.2f} s; analysis / product: {ratios}")
 
 
@@ -175,12 +175,12 @@ def speed(slices: int, size: int, frames: int) -> None:
     print(f"speed, {size} x {size} x {slices} slices x {frames} frames, wall and CPU time (the machine may be shared)")
     ctp, spacing = _phantom_head_study(slices, size, frames)
     print(f"  phantom LVO head, 3 HU ({ctp.nbytes / 2**20:.0f} MiB float32)")
-    _dense_product_ratios(_time_methods(ctp, spacing), frames)
+    _dense_product_ratios(*_time_methods(ctp, spacing), frames)
     del ctp
     ctp, spacing = _clinical_size_study(slices, size, frames)
     print(f"  tissue in every voxel, 3 HU (worst case: a head fills about half of the field of view; "
           f"{ctp.nbytes / 2**20:.0f} MiB float32)")
-    _dense_product_ratios(_time_methods(ctp, spacing), frames)
+    _dense_product_ratios(*_time_methods(ctp, spacing), frames)
     tracemalloc.start()
     compute_perfusion_maps(ctp, 1.0, spacing)
     working = tracemalloc.get_traced_memory()[1] / 2**20
