@@ -42,7 +42,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--no-bias-correction",
         action="store_true",
-        help="report plain max(R) and its time, without the SVD truncation-bias correction",
+        help="report plain max(R), its time and the plain area-ratio CBV, without correcting the SVD truncation "
+        "and the washout a short series misses",
     )
     parser.set_defaults(handler=run)
 
