@@ -150,3 +150,21 @@ def test_a_diverging_run_stops_with_advice(cases, tmp_path):
 
     with pytest.raises(InputError, match="training diverged .* lower the learning rate"):
         fit(_config(lr=5.0, max_epochs=3), cases, tmp_path / "run", progress=False)
+
+
+def test_a_run_starts_from_a_bundle_of_the_same_model_and_refuses_another(cases, tmp_path):
+    from StrokePerfusionSegLib.bundle import save_bundle
+    from StrokePerfusionSegLib.errors import InputError
+
+    config = _config(max_epochs=1, lr=1e-12)  # Adam moves each weight by about lr: ~nothing
+    shipped = _initial_model(_config(seed=99))
+    bundle = save_bundle(tmp_path, shipped, config.model_config(), model_id="shipped", version="1.0.0")
+    fit(TrainConfig(**(config.to_dict() | {"init_from": str(bundle)})), cases, tmp_path / "tuned", progress=False)
+    fit(config, cases, tmp_path / "fresh", progress=False)
+    tuned, fresh = (dict(load_run_model(tmp_path / run)[0].named_parameters()) for run in ("tuned", "fresh"))
+    for name, weight in shipped.named_parameters():
+        torch.testing.assert_close(tuned[name], weight, rtol=0, atol=1e-6)
+    assert any(not torch.allclose(fresh[name], weight) for name, weight in shipped.named_parameters())
+    other_size = TrainConfig(**(_config(image_size=64).to_dict() | {"init_from": str(bundle)}))
+    with pytest.raises(InputError, match="differs from the run's"):
+        fit(other_size, cases, tmp_path / "mismatch", progress=False)

@@ -39,6 +39,10 @@ class TrainConfig:
         ``["all"]`` (unfrozen, U models) or ``["frozen", "later_half", "all"]`` (gradual, G).
     imagenet_weights : str or None
         Passed to ``build_model``: a weights file, ``"auto"`` (use one if found) or None.
+    init_from : str or None
+        A model bundle (folder or registered id) whose weights start the run instead of a
+        random or ImageNet initialisation: fine-tuning a shipped model on new data (say,
+        maps from another perfusion software). Its architecture must be ``model``'s.
     lr : float
         Adam learning rate.
     batch_size : int
@@ -80,6 +84,7 @@ class TrainConfig:
                                                  "use_nihss": True})
     stages: list = field(default_factory=lambda: list(GRADUAL))
     imagenet_weights: str | None = "auto"
+    init_from: str | None = None
     lr: float = 1e-5
     batch_size: int = 2
     max_epochs: int = 1000

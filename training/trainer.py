@@ -127,6 +127,19 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def bundle_weights(path_or_id: str, model_config) -> dict:
+    """State dict of a verified model bundle whose architecture is ``model_config`` (safetensors, no pickle)."""
+    from StrokePerfusionSegLib.bundle import load_bundle
+
+    bundle = load_bundle(path_or_id)
+    if bundle.config != model_config:
+        raise InputError(
+            f"init_from {path_or_id}: its architecture {bundle.config.to_dict()} differs from the run's "
+            f"{model_config.to_dict()}: start from a bundle of the same model, or set model to its architecture"
+        )
+    return bundle.model.state_dict()
+
+
 def prepare_records(config: TrainConfig, source) -> list[data.CaseRecord]:
     """The source's case records with a split (the source's own unless ``resplit``)."""
     records = data.load_records(source)
@@ -299,6 +312,8 @@ class _Fitter:
         self.loss_fn = build_loss(config)
         model = build_model(self.model_config, imagenet_weights=config.imagenet_weights).to(self.device)
         if self.resume_state is None:
+            if config.init_from:
+                model.load_state_dict(bundle_weights(config.init_from, self.model_config))
             self._write_run_files()
         logs = _Logs(self.run_dir, dist.is_main)
         stage_index, epoch, stopper = 0, 0, EarlyStopping(config.patience)
