@@ -18,6 +18,7 @@
 # hangs; training itself stops cleanly at its --max-minutes and keeps its best checkpoint.
 # Settings (environment): PATIENTS=72 SEED=2026 SIZE=256 SLICES=16 FRAMES=40 WORKERS=$(nproc)
 #   COHORT_LIMIT_S=120 TRAIN_MINUTES=3.5 SMALL_SETTINGS WIDE_SETTINGS (extra --set overrides)
+#   GPU_VERSION=2.0.0 (version given to the exported bundles)
 # CPU smoke test of this script (about two minutes):
 #   OUT=/tmp/gpu-smoke PATIENTS=8 SIZE=64 SLICES=4 FRAMES=30 WORKERS=2 TRAIN_MINUTES=0.3 \
 #     SMALL_SETTINGS="--set model.image_size=64 --set max_epochs=2" \
@@ -117,7 +118,7 @@ for spec in "small sf-pmsn-small" "wide sf-pmsn-w1"; do
   read -r name model_id <<< "$spec"
   [ -f "$WORK/$name/summary.json" ] || continue
   timeout 30 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
-    --version 1.1.0 "${EVALUATION[@]}" \
+    --version "${GPU_VERSION:-2.0.0}" "${EVALUATION[@]}" \
     --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
     --record "device=$(head -1 "$OUT/device.txt")" >> "$OUT/export.log" 2>&1 || stage "export of $name FAILED"
 done
