@@ -169,7 +169,7 @@ def test_paths_unknown_ids_and_no_default(archive, tmp_path):
 
 def test_package_registry_and_cache_location(tmp_path, monkeypatch):
     shipped = load_registry()
-    assert registry_module.DEFAULT_MODEL_ID == shipped.default_model_id
+    assert registry_module.default_model_id() == shipped.default_model_id
     for entry in shipped.models.values():  # every bundled model really ships
         if entry.bundled:
             assert (registry_module.MODELS_DIR / (entry.path or entry.id) / MANIFEST_FILE).is_file()

@@ -36,9 +36,9 @@ def make_study(folder: Path, size: int, slices: int, seed: int) -> Path:
 def dl_method(model: str | None, width: float, size: int, folder: Path):
     """(MethodSpec, description) for the network: the given/default bundle or a random one."""
     from StrokePerfusionSegLib.commands.segment import load_method
-    from StrokePerfusionSegLib.registry import DEFAULT_MODEL_ID
+    from StrokePerfusionSegLib.registry import default_model_id
 
-    if model or DEFAULT_MODEL_ID:
+    if model or default_model_id():
         method = load_method("dl", model, "cpu")
         return method, f"model {method.model_id} {method.model_version}"
     import torch

@@ -29,9 +29,10 @@ def _method(name: str, image_size: int, folder: str):
     if name != "default":
         return load_bundle(name), name
     try:
-        from StrokePerfusionSegLib.registry import DEFAULT_MODEL_ID
+        from StrokePerfusionSegLib.registry import default_model_id
 
-        return load_bundle(DEFAULT_MODEL_ID), DEFAULT_MODEL_ID
+        model_id = default_model_id()
+        return load_bundle(model_id), model_id
     except Exception as error:  # no default model shipped yet: time the architecture at 1/4 width
         import torch
 

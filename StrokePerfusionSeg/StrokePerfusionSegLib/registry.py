@@ -84,8 +84,12 @@ def load_registry(path: str | os.PathLike = REGISTRY_FILE) -> Registry:
     return Registry(default, models)
 
 
-#: The model used when none is named (None until a trained model is registered).
-DEFAULT_MODEL_ID = load_registry().default_model_id
+def default_model_id() -> str | None:
+    """The model used when none is named (None until a trained model is registered).
+
+    Read when asked, not at import: a damaged registry file is then a clear error at use.
+    """
+    return load_registry().default_model_id
 
 
 def default_cache_dir() -> Path:

@@ -120,8 +120,9 @@ def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> di
     from .perfusion import compute_perfusion_maps
 
     start = time.perf_counter()
+    # Any real dtype as stored (int16 from case folders): the analysis never copies the 4D series.
     result = compute_perfusion_maps(
-        np.asarray(ctp, dtype=np.float32), float(dt_s), geometry.spacing_zyx,
+        ctp, float(dt_s), geometry.spacing_zyx,
         method=method, progress=progress, cancel=cancel,
     )
     timings["perfusion"] = time.perf_counter() - start
@@ -186,7 +187,7 @@ def _from_ctp_file(path, dt_s, *, perfusion_method, progress, cancel, timings):
     if not frame_interval > 0:
         raise InputError(f"{Path(path).name} has no usable frame interval: give --dt SECONDS")
     geometry = Geometry.from_image(image)
-    ctp = sitk.GetArrayFromImage(image).astype(np.float32)
+    ctp = sitk.GetArrayViewFromImage(image)
     maps = _maps_from_ctp(ctp, frame_interval, geometry, perfusion_method, progress, cancel, timings)
     source = {"kind": "ctp", "ctp": Path(path).name, "dt_s": frame_interval,
               "maps": {n: {"from": Path(path).name, "kind": "computed", "method": perfusion_method} for n in maps}}

@@ -281,11 +281,12 @@ def load_method(name: str, model: str | None, device: str) -> MethodSpec:
     if name == "threshold":
         return MethodSpec("threshold", THRESHOLD_INPUTS)
     from ..bundle import load_bundle
-    from ..registry import DEFAULT_MODEL_ID
+    from ..registry import default_model_id
 
-    if model is None and DEFAULT_MODEL_ID is None:
+    model = model or default_model_id()
+    if model is None:
         raise InputError("no default model is installed: give --model ID|PATH, or use --method threshold")
-    bundle = load_bundle(model or DEFAULT_MODEL_ID, device="cpu")
+    bundle = load_bundle(model, device="cpu")
     return MethodSpec(
         "dl",
         tuple(bundle.config.inputs),

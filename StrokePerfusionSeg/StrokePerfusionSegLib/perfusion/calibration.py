@@ -54,16 +54,14 @@ class DeconvolutionBias:
         Grid of ``log(peak_cbf / (60 cbv))``, ``peak_cbf`` in ml/100g/min and ``cbv`` in ml/100g.
     tmax_s : (u,) ndarray
         Grid of the measured Tmax, s.
-    flow_factor, volume_factor, lag_s : (k, r, u) ndarray
-        Per truncation candidate: what the CBF reading is multiplied by, what the CBV reading
-        is multiplied by, and the seconds taken off Tmax.
+    table : (k, r, u, 3) ndarray
+        Per truncation candidate and node: the seconds taken off Tmax, what the CBF reading is
+        multiplied by and what the CBV reading is multiplied by, in that order.
     """
 
     log_ratio: np.ndarray
     tmax_s: np.ndarray
-    flow_factor: np.ndarray
-    volume_factor: np.ndarray
-    lag_s: np.ndarray
+    table: np.ndarray
 
     @classmethod
     def measure(cls, deconvolve: CirculantDeconvolver) -> "DeconvolutionBias":
@@ -82,16 +80,19 @@ class DeconvolutionBias:
             readings.append(((peak / flow).reshape(shape), (time_s - delay).reshape(shape)))
         captured = np.clip(captured.reshape(shape), 1e-3, None)
 
-        keys = [height / (MTT_GRID_S * captured) for height, _ in readings]
-        all_keys = np.concatenate([key.ravel() for key in keys])
-        all_keys = all_keys[all_keys > 0]
-        log_ratio = np.linspace(np.log(all_keys.min()), np.log(all_keys.max()), RATIO_NODES)
+        # What a voxel shows, peak / (60 CBV), for each simulated curve.
+        ratios = [height / (MTT_GRID_S * captured) for height, _ in readings]
+        positive = np.concatenate([ratio.ravel() for ratio in ratios])
+        positive = positive[positive > 0]
+        log_ratio = np.linspace(np.log(positive.min()), np.log(positive.max()), RATIO_NODES)
         step = TMAX_STEP_FRACTION * deconvolve.dt_s
         latest = DELAY_GRID_S[-1] + max(float(lag.max()) for _, lag in readings)
         tmax_s = np.arange(0.0, latest + step, step)
-        tables = [_solve_on_grid(height, lag, captured, np.exp(log_ratio), tmax_s) for height, lag in readings]
-        flow_factor, volume_factor, lag_s = (np.stack(table) for table in zip(*tables))
-        return cls(log_ratio, tmax_s, flow_factor, volume_factor, lag_s)
+        table = np.stack([
+            _solve_on_grid(ratio, height, lag, captured, np.exp(log_ratio), tmax_s)
+            for ratio, (height, lag) in zip(ratios, readings, strict=True)
+        ])
+        return cls(log_ratio, tmax_s, table)
 
     def correct(
         self,
@@ -141,8 +142,8 @@ class DeconvolutionBias:
 
     def _look_up(self, choice, log_ratio, tmax_s):
         """Bilinear look-up of (lag, flow factor, volume factor), each (n,), clamped to the grid."""
-        _, ratios, times = self.lag_s.shape
-        tables = np.stack([self.lag_s, self.flow_factor, self.volume_factor], axis=-1).reshape(-1, 3)
+        _, ratios, times, _ = self.table.shape
+        tables = self.table.reshape(-1, 3)
         ratio_index = np.clip((log_ratio - self.log_ratio[0]) / (self.log_ratio[1] - self.log_ratio[0]), 0, ratios - 1)
         time_index = np.clip(tmax_s / (self.tmax_s[1] - self.tmax_s[0]), 0, times - 1)
         low_ratio = np.minimum(ratio_index.astype(np.intp), ratios - 2)
@@ -155,26 +156,27 @@ class DeconvolutionBias:
         return ((1.0 - ratio_weight) * before + ratio_weight * after).T
 
 
-def _solve_on_grid(height, lag, captured, ratio, tmax_s):
-    """Factors at every (ratio, Tmax) node from the simulated readings on the (delay, MTT) grid.
+def _solve_on_grid(simulated_ratio, height, lag, captured, ratio, tmax_s):
+    """(lag, flow factor, volume factor) at every (ratio, Tmax) node from the simulated readings.
 
     Parameters
     ----------
-    height, lag, captured : (d, m) ndarray
-        Peak per unit flow, lag of the peak (s) and captured CBV fraction of each simulated curve.
+    simulated_ratio, height, lag, captured : (d, m) ndarray
+        On the (delay, MTT) grid: ``peak / (60 CBV)`` (1/s), peak per unit flow, lag of the peak
+        (s) and captured CBV fraction of each simulated curve.
     ratio : (r,) ndarray
         ``peak / (60 CBV)`` values of the grid, 1/s.
     tmax_s : (u,) ndarray
 
     Returns
     -------
-    flow_factor, volume_factor, lag : (r, u) ndarray
+    (r, u, 3) ndarray
     """
     # Per delay row, the MTT that explains each ratio (the ratio must fall with MTT for the
     # inversion; numerical wobbles are held), and what that MTT implies.
     per_row = []
     for d in range(DELAY_GRID_S.size):
-        falling = np.minimum.accumulate(height[d] / (MTT_GRID_S * captured[d]))
+        falling = np.minimum.accumulate(simulated_ratio[d])
         mtt = np.interp(ratio, falling[::-1], MTT_GRID_S[::-1])
         per_row.append([np.interp(mtt, MTT_GRID_S, values[d]) for values in (height, lag, captured)])
     row_height, row_lag, row_captured = (np.array(values) for values in zip(*per_row))  # (d, r)
@@ -189,4 +191,4 @@ def _solve_on_grid(height, lag, captured, ratio, tmax_s):
     def blend(values):
         return (1.0 - weight) * values[upper - 1, rows[:, None]] + weight * values[upper, rows[:, None]]
 
-    return 1.0 / np.maximum(blend(row_height), 1e-6), 1.0 / blend(row_captured), blend(row_lag)
+    return np.stack([blend(row_lag), 1.0 / np.maximum(blend(row_height), 1e-6), 1.0 / blend(row_captured)], axis=-1)
