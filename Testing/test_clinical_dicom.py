@@ -17,7 +17,8 @@ import pytest
 
 from StrokePerfusionSegLib import dicom, imageio
 from StrokePerfusionSegLib.errors import InputError
-from StrokePerfusionSegLib.maps import MAP_SPECS, PERFUSION_LUT, decode_rgb, encode_rgb, window_to_index
+from StrokePerfusionSegLib.mapspecs import MAP_SPECS
+from StrokePerfusionSegLib.colourcoding import PERFUSION_LUT, decode_rgb, encode_rgb, window_to_index
 from StrokePerfusionSegLib.studyio import load_study
 
 MAPS = ("cbf", "cbv", "ttp", "tmax", "mip")

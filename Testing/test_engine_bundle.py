@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from StrokePerfusionSegLib import maps
+from StrokePerfusionSegLib import colourcoding, mapspecs
 from StrokePerfusionSegLib.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
@@ -72,7 +72,7 @@ def test_manifest_records_everything_to_rebuild_and_trust(saved):
     assert ModelConfig.from_dict(manifest["architecture"]) == CONFIG
     assert manifest["inputs"] == list(CONFIG.inputs) and manifest["uses_nihss"] is True
     assert manifest["encoding"]["encoding"] == "rgb"
-    assert manifest["encoding"]["inputs"][0]["window"] == list(maps.MAP_SPECS["cbf"].window)
+    assert manifest["encoding"]["inputs"][0]["window"] == list(mapspecs.MAP_SPECS["cbf"].window)
     assert manifest["image_size"] == 32
     assert [c["name"] for c in manifest["classes"]] == ["background", "brain", "penumbra", "core"]
     assert manifest["weights"]["sha256"] == sha256_file(folder / WEIGHTS_FILE)

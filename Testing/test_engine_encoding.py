@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from StrokePerfusionSegLib import maps
+from StrokePerfusionSegLib import colourcoding, mapspecs
 from StrokePerfusionSegLib.encoding import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -24,7 +24,7 @@ def _scalar_maps(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     images = {}
     for name in (*INPUTS, "mip"):
-        low, high = maps.map_spec(name).window
+        low, high = mapspecs.map_spec(name).window
         # Values reach past both window ends so clipping is exercised.
         images[name] = rng.uniform(low - 0.2 * (high - low), high * 1.2, SHAPE).astype(np.float32)
     return images
@@ -42,7 +42,7 @@ def test_rgb_encoding_is_the_lut_colour_normalised():
     assert encoded.shape == (SHAPE[0], len(INPUTS), 3) + SHAPE[1:]
     assert encoded.dtype == np.float32
     for branch, name in enumerate(INPUTS):
-        expected = np.moveaxis(maps.encode_rgb(images[name], name), -1, 1) / 255.0
+        expected = np.moveaxis(colourcoding.encode_rgb(images[name], name), -1, 1) / 255.0
         np.testing.assert_allclose(_unnormalise(encoded[:, branch]), expected, atol=1e-6)
     # The top of the CBF window is white: (1 - mean) / std on every channel.
     top = encode_inputs({"cbf": np.full((1, 1, 1), 200.0)}, ["cbf"], "rgb")[0, 0, :, 0, 0]
@@ -51,7 +51,7 @@ def test_rgb_encoding_is_the_lut_colour_normalised():
 
 def test_rgb_encoding_same_from_scalar_or_colour_coded_input():
     images = _scalar_maps(1)
-    colour_coded = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    colour_coded = {name: colourcoding.encode_rgb(values, name) for name, values in images.items()}
     np.testing.assert_array_equal(
         encode_inputs(images, INPUTS, "rgb"), encode_inputs(colour_coded, INPUTS, "rgb")
     )
@@ -61,7 +61,7 @@ def test_scalar_encoding_windows_and_repeats_channels():
     images = _scalar_maps(2)
     encoded = _unnormalise(encode_inputs(images, (*INPUTS, "mip"), "scalar"))
     for branch, name in enumerate((*INPUTS, "mip")):
-        low, high = maps.map_spec(name).window
+        low, high = mapspecs.map_spec(name).window
         expected = np.clip((images[name] - low) / (high - low), 0, 1)
         for channel in range(3):
             np.testing.assert_allclose(encoded[:, branch, channel], expected, atol=1e-6)
@@ -69,7 +69,7 @@ def test_scalar_encoding_windows_and_repeats_channels():
 
 def test_scalar_encoding_from_colour_coded_input_decodes_within_one_lut_step():
     images = _scalar_maps(3)
-    colour_coded = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    colour_coded = {name: colourcoding.encode_rgb(values, name) for name, values in images.items()}
     from_scalar = _unnormalise(encode_inputs(images, INPUTS, "scalar"))
     from_rgb = _unnormalise(encode_inputs(colour_coded, INPUTS, "scalar"))
     assert np.abs(from_scalar - from_rgb).max() <= 0.5 / 255 + 1e-6
@@ -92,7 +92,7 @@ def test_branch_order_follows_inputs_and_extra_maps_are_ignored():
 def test_manifest_is_json_and_names_windows_and_luts():
     manifest = json.loads(json.dumps(encoding_manifest((*INPUTS, "mip"), "rgb")))
     assert [entry["name"] for entry in manifest["inputs"]] == [*INPUTS, "mip"]
-    assert manifest["inputs"][0]["window"] == list(maps.MAP_SPECS["cbf"].window)
+    assert manifest["inputs"][0]["window"] == list(mapspecs.MAP_SPECS["cbf"].window)
     assert manifest["inputs"][0]["lut"] == "perfusion" and manifest["inputs"][-1]["lut"] == "grey"
     assert encoding_manifest(INPUTS, "scalar")["inputs"][0]["lut"] == "grey"
 

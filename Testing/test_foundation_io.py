@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from StrokePerfusionSegLib import casefolder, imageio, maps
+from StrokePerfusionSegLib import casefolder, colourcoding, imageio, mapspecs
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.imageio import Geometry
 
@@ -14,11 +14,11 @@ GEOMETRY = Geometry(spacing=(0.8, 0.9, 5.0), origin=(-10.0, 20.0, 30.0),
                     direction=(0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
 
 
-@pytest.mark.parametrize("name", maps.MAP_NAMES)
+@pytest.mark.parametrize("name", mapspecs.MAP_NAMES)
 def test_rgb_round_trip_recovers_values_within_one_lut_step(name):
-    low, high = maps.MAP_SPECS[name].window
+    low, high = mapspecs.MAP_SPECS[name].window
     values = np.linspace(low, high, 1000, dtype=np.float32).reshape(10, 10, 10)
-    decoded = maps.decode_rgb(maps.encode_rgb(values, name), name)
+    decoded = colourcoding.decode_rgb(colourcoding.encode_rgb(values, name), name)
     step = (high - low) / 255.0
     # Where neighbouring table entries round to the same colour the decoder picks either one.
     assert np.median(np.abs(decoded - values)) <= step
@@ -26,19 +26,19 @@ def test_rgb_round_trip_recovers_values_within_one_lut_step(name):
 
 
 def test_encoding_clips_to_window_and_tolerates_nan():
-    rgb = maps.encode_rgb(np.array([-5.0, np.nan, 1e6]), "cbf")
-    assert (rgb[0] == maps.PERFUSION_LUT[0]).all() and (rgb[1] == maps.PERFUSION_LUT[0]).all()
-    assert (rgb[2] == maps.PERFUSION_LUT[255]).all()
+    rgb = colourcoding.encode_rgb(np.array([-5.0, np.nan, 1e6]), "cbf")
+    assert (rgb[0] == colourcoding.PERFUSION_LUT[0]).all() and (rgb[1] == colourcoding.PERFUSION_LUT[0]).all()
+    assert (rgb[2] == colourcoding.PERFUSION_LUT[255]).all()
 
 
 def test_decode_rejects_images_without_three_components():
     with pytest.raises(InputError, match="3 colour components"):
-        maps.decode_rgb(np.zeros((4, 4, 4), np.uint8), "cbf")
+        colourcoding.decode_rgb(np.zeros((4, 4, 4), np.uint8), "cbf")
 
 
 def test_unknown_map_name_lists_known_ones():
     with pytest.raises(InputError, match="cbf, cbv"):
-        maps.map_spec("rcbf")
+        mapspecs.map_spec("rcbf")
 
 
 def test_write_array_keeps_geometry_and_leaves_no_temporary(tmp_path):
@@ -57,7 +57,7 @@ def test_write_array_keeps_geometry_and_leaves_no_temporary(tmp_path):
 def test_read_image_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="file not found"):
         imageio.read_image(tmp_path / "absent.nii.gz")
-    text = tmp_path / "maps.txt"
+    text = tmp_path / "colourcoding.txt"
     text.write_text("not an image")
     with pytest.raises(InputError, match="not a NIfTI"):
         imageio.read_image(text)
@@ -72,7 +72,7 @@ def _case(rng):
     return casefolder.Case(
         case_id="p001",
         geometry=GEOMETRY,
-        maps={name: rng.random(shape, dtype=np.float32) for name in maps.MAP_NAMES},
+        maps={name: rng.random(shape, dtype=np.float32) for name in mapspecs.MAP_NAMES},
         group="LVO",
         nihss=14,
         dt_s=1.5,
@@ -87,7 +87,7 @@ def test_case_folder_round_trip(tmp_path):
     case = _case(np.random.default_rng(0))
     folder = casefolder.save_case(case, tmp_path / "p001")
     loaded = casefolder.load_case(folder, with_ctp=True, with_rgb=True)
-    for name in maps.MAP_NAMES:
+    for name in mapspecs.MAP_NAMES:
         assert np.array_equal(loaded.maps[name], case.maps[name])
     assert np.array_equal(loaded.ctp, np.round(case.ctp))  # stored as whole HU
     assert np.array_equal(loaded.rgb["cbf"], case.rgb["cbf"])

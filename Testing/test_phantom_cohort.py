@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from StrokePerfusionSegLib import cli, labels
 from StrokePerfusionSegLib.casefolder import load_case, load_cohort
 from StrokePerfusionSegLib.errors import InputError
-from StrokePerfusionSegLib.maps import MAP_NAMES
+from StrokePerfusionSegLib.mapspecs import MAP_NAMES
 from StrokePerfusionSegLib.phantom import (PhantomConfig, assign_groups, generate_cohort, load_truth,
                                            parse_groups, split_patients)
 

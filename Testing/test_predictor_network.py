@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from StrokePerfusionSegLib import maps
+from StrokePerfusionSegLib import colourcoding, mapspecs
 from StrokePerfusionSegLib.brainmask import brain_mask_from_mip
 from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
 from StrokePerfusionSegLib.errors import CancelledError, InputError
@@ -97,7 +97,7 @@ def test_deterministic_and_independent_of_batch_size(bundle, study):
 def test_colour_coded_maps_give_the_scalar_result(bundle, study):
     images, mip = study
     scalar = predict(images, SPACING, method=bundle, mip=mip)
-    rgb = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    rgb = {name: colourcoding.encode_rgb(values, name) for name, values in images.items()}
     coded = predict(rgb, SPACING, method=bundle, mip=mip)
     assert np.array_equal(scalar.probabilities, coded.probabilities)
     assert any("cbf, cbv, ttp, tmax colour-coded" in note for note in scalar.notes)
@@ -173,8 +173,8 @@ def _bad_inputs(images, mip):
     nan = {**images, "ttp": np.where(images["ttp"] > 20, np.nan, images["ttp"]).astype(np.float32)}
     missing = {k: v for k, v in images.items() if k != "tmax"}
     extra = {**images, "mtt": images["cbf"]}
-    float_rgb = {**images, "cbf": maps.encode_rgb(images["cbf"], "cbf").astype(np.float32)}
-    colour_mip = maps.encode_rgb(mip, "cbf")
+    float_rgb = {**images, "cbf": colourcoding.encode_rgb(images["cbf"], "cbf").astype(np.float32)}
+    colour_mip = colourcoding.encode_rgb(mip, "cbf")
     return [
         (dict(images=missing), "missing input map"),
         (dict(images=extra), "mtt not read"),
@@ -231,7 +231,7 @@ def test_scalar_encoding_model_decodes_colour_coded_maps(tmp_path, study):
     images, mip = study
     scalar_model = make_bundle(tmp_path, encoding="scalar")
     plain = predict(images, SPACING, method=scalar_model, mip=mip)
-    rgb = {name: maps.encode_rgb(values, name) for name, values in images.items()}
+    rgb = {name: colourcoding.encode_rgb(values, name) for name, values in images.items()}
     decoded = predict(rgb, SPACING, method=scalar_model, mip=mip)
     assert not any("decoded" in note for note in plain.notes)
     assert any("decoded from colour" in note for note in decoded.notes)

@@ -192,7 +192,7 @@ def test_rerun_replaces_segments_and_keeps_user_segments(scene, lvo_nodes):
 
 def test_colour_coded_inputs_give_the_scalar_result(scene, lvo_case):
     """RGB copies are decoded with the product's LUT: the result matches segmenting the decoded maps."""
-    from StrokePerfusionSegLib.maps import decode_rgb
+    from StrokePerfusionSegLib.colourcoding import decode_rgb
 
     nodes = mrml_glue.add_case_volumes(scene, lvo_case, colour_coded=True)
     assert all(node.IsA("vtkMRMLVectorVolumeNode") for node in nodes.values() if node.IsA("vtkMRMLVolumeNode"))

@@ -14,9 +14,9 @@ import torch
 from StrokePerfusionSegLib import casefolder, imageio
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.imageio import Geometry
-from training import data
-from training.config import TrainConfig
-from training.trainer import fit
+from strokeperfusionseg_training import data
+from strokeperfusionseg_training.config import TrainConfig
+from strokeperfusionseg_training.trainer import fit
 from training_cases import resplit_cohort, split_case_list
 
 PMS = ("cbf", "cbv", "ttp", "tmax")

@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from training.checkpoints import RunCheckpoints
-from training.config import TrainConfig
+from strokeperfusionseg_training.checkpoints import RunCheckpoints
+from strokeperfusionseg_training.config import TrainConfig
 from training_cases import split_case_list
-from training.trainer import fit, read_metrics
+from strokeperfusionseg_training.trainer import fit, read_metrics
 
 
 def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
@@ -28,7 +28,7 @@ def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "training", "fit", str(tmp_path / "config.json"), "--cohort", str(cases),
+         "-m", "strokeperfusionseg_training", "fit", str(tmp_path / "config.json"), "--cohort", str(cases),
          "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress"],
         capture_output=True, text=True, env=environment, timeout=300,
     )

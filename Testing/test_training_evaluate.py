@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from StrokePerfusionSegLib.labels import BRAIN, CORE, PENUMBRA
-from training import evaluate
-from training.config import TrainConfig
+from strokeperfusionseg_training import evaluate
+from strokeperfusionseg_training.config import TrainConfig
 from training_cases import split_case_list
-from training.trainer import fit
+from strokeperfusionseg_training.trainer import fit
 
 SPACING = (5.0, 1.0, 1.0)  # (z, y, x) mm: one voxel is 0.005 ml
 
@@ -89,7 +89,7 @@ def test_exported_bundle_predicts_like_the_run(trained_run, tiny_cohort, tmp_pat
     from StrokePerfusionSegLib.bundle import load_bundle
     from StrokePerfusionSegLib.casefolder import load_case
     from StrokePerfusionSegLib.predictor import predict
-    from training.export import export_run
+    from strokeperfusionseg_training.export import export_run
 
     folder = export_run(trained_run, tmp_path, model_id="tiny-sf", version="0.0.1",
                         evaluation={"split": "train"})

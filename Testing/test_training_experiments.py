@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from StrokePerfusionSegLib.errors import InputError
-from training.experiments import plan_experiment, run_experiment
+from strokeperfusionseg_training.experiments import plan_experiment, run_experiment
 from training_cases import split_case_list
 
 

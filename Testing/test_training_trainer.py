@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from StrokePerfusionSegLib.networks import build_model
-from training.checkpoints import EarlyStopping, RunCheckpoints
-from training.config import TrainConfig
+from strokeperfusionseg_training.checkpoints import EarlyStopping, RunCheckpoints
+from strokeperfusionseg_training.config import TrainConfig
 from training_cases import split_case_list
-from training.trainer import fit, load_run_model, read_metrics
+from strokeperfusionseg_training.trainer import fit, load_run_model, read_metrics
 
 PMS = ["cbf", "cbv", "ttp", "tmax"]
 

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from training.config import parse_override
-    from training.experiments import plan_experiment
-    from training.trainer import (
+    from strokeperfusionseg_training.config import parse_override
+    from strokeperfusionseg_training.experiments import plan_experiment
+    from strokeperfusionseg_training.trainer import (
         Distributed, autocast_context, build_loss, optimizer_step, per_slice_loss, select_device,
     )
 

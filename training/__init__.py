@@ -1,4 +1,4 @@
-"""Model fitting, experiments, evaluation reports and bundle export (``python -m training``).
+"""Model fitting, experiments, evaluation reports and bundle export (``strokeperfusionseg-train``).
 
 The pieces, one concern per module:
 

@@ -1,4 +1,4 @@
-"""``python -m training``: fit, run experiments, evaluate and export models.
+"""``strokeperfusionseg-train``: fit, run experiments, evaluate and export models.
 
 Sub-commands::
 
@@ -49,7 +49,7 @@ def _fit(args) -> int:
 
     _, runs = plan_experiment(args.config, _overrides(args))
     if len(runs) != 1:
-        raise InputError(f"{args.config} is an experiment of {len(runs)} runs: use `python -m training run`")
+        raise InputError(f"{args.config} is an experiment of {len(runs)} runs: use `strokeperfusionseg-train run`")
     summary = fit(runs[0].config, args.cohort, args.out, device=args.device, resume=not args.no_resume,
                   progress=not args.no_progress)
     print(json.dumps({k: summary[k] for k in ("stop_reason", "best_val_loss", "best_stage", "best_epoch",
@@ -104,7 +104,7 @@ def _cohort(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="strokeperfusionseg-train", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -242,9 +242,9 @@ def plot_boxplots(rows: list[dict], path: Path) -> Path:
 
 
 def _overlay(mip_slice: np.ndarray, label_slice: np.ndarray) -> np.ndarray:
-    from StrokePerfusionSegLib import maps
+    from StrokePerfusionSegLib import colourcoding, mapspecs
 
-    rgb = maps.encode_rgb(mip_slice, "mip").astype(np.float32) / 255.0
+    rgb = colourcoding.encode_rgb(mip_slice, "mip").astype(np.float32) / 255.0
     for label, spec in label_values.SEGMENT_BY_LABEL.items():
         inside = label_slice == label
         rgb[inside] = 0.45 * rgb[inside] + 0.55 * np.asarray(spec.color)
@@ -257,7 +257,7 @@ def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from StrokePerfusionSegLib import maps
+    from StrokePerfusionSegLib import colourcoding, mapspecs
 
     scored = sorted((0.5 * (r["penumbra_dice"] + r["core_dice"]), r["case"]) for r in rows
                     if r["method"] == method and r["group"] != "WIS")
@@ -273,7 +273,7 @@ def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, 
         lesion = np.isin(case.label, (label_values.PENUMBRA, label_values.CORE)).sum(axis=(1, 2))
         z = int(lesion.argmax())
         mip = case.maps.get("mip", np.zeros_like(case.label, dtype=np.float32))[z]
-        panels = [maps.encode_rgb(case.maps["tmax"][z], "tmax") if "tmax" in case.maps else mip,
+        panels = [colourcoding.encode_rgb(case.maps["tmax"][z], "tmax") if "tmax" in case.maps else mip,
                   _overlay(mip, case.label[z])] + [_overlay(mip, predictions[m][case_id][z]) for m in predictions]
         for axis, title, panel in zip(row_axes, columns, panels):
             axis.imshow(panel, cmap="gray")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .atomic import write_csv_atomically
 from .errors import EXIT_FAILURE, CancelledError, InputError, run_command
-from .maps import MAP_NAMES
+from .mapspecs import MAP_NAMES
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from . import imageio
 from .atomic import staged_folder, write_text_atomically
 from .errors import InputError
 from .imageio import Geometry
-from .maps import MAP_NAMES, MAP_SPECS
+from .mapspecs import MAP_NAMES, MAP_SPECS
 
 GROUPS = ("LVO", "NonLVO", "WIS")
 SPLITS = ("train", "val", "test")
@@ -37,7 +37,7 @@ class Case:
     geometry : Geometry
         Grid shared by every 3D array of the case.
     maps : dict of str to ndarray of float32, shape (z, y, x)
-        Parametric maps in the units of :data:`~StrokePerfusionSegLib.maps.MAP_SPECS`.
+        Parametric maps in the units of :data:`~StrokePerfusionSegLib.mapspecs.MAP_SPECS`.
     group : str or None
         ``LVO``, ``NonLVO`` or ``WIS`` when known.
     nihss : int or None

@@ -4,12 +4,12 @@ Two encodings exist; a model bundle records which one its model expects.
 
 ``"rgb"`` (paper faithful)
     Each map is the colour-coded image a vendor console exports: given directly as
-    ``(z, y, x, 3)`` uint8, or made from a scalar map with :func:`maps.encode_rgb` (the map's
-    window and :data:`maps.PERFUSION_LUT`; the MIP in grey levels).
+    ``(z, y, x, 3)`` uint8, or made from a scalar map with :func:`colourcoding.encode_rgb` (the map's
+    window and :data:`colourcoding.PERFUSION_LUT`; the MIP in grey levels).
 ``"scalar"``
-    Each map is clipped to its window (:data:`maps.MAP_SPECS`), scaled to 0..1 and repeated
+    Each map is clipped to its window (:data:`mapspecs.MAP_SPECS`), scaled to 0..1 and repeated
     on the three channels a VGG-16 trunk reads. A colour-coded input is first decoded with
-    :func:`maps.decode_rgb`.
+    :func:`colourcoding.decode_rgb`.
 
 Both end in 0..1 per channel, then ImageNet mean/std normalisation (the statistics the
 torchvision VGG-16 weights were trained with).
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from . import maps
+from . import colourcoding, mapspecs
 from .errors import InputError
 
 #: Encoding names a model may declare.
@@ -38,7 +38,7 @@ def is_colour_coded(image: np.ndarray) -> bool:
 
 def _check_map(name: str, image) -> np.ndarray:
     """Validate one map and return it as an array (InputError naming the map otherwise)."""
-    maps.map_spec(name)
+    mapspecs.map_spec(name)
     image = np.asarray(image)
     if is_colour_coded(image):
         if image.dtype != np.uint8:
@@ -76,17 +76,17 @@ def _encode_branch(name: str, image: np.ndarray, encoding: str, out: np.ndarray)
     """
     if encoding == "rgb":
         if is_colour_coded(image):
-            levels = _normalised_levels(maps.GREY_LUT)  # the identity table: level i -> i
+            levels = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
             for channel in range(3):
                 out[:, channel] = levels[:, channel][image[..., channel]]
         else:
-            levels = _normalised_levels(maps.lut_for(name))
-            index = maps.window_to_index(image, name)
+            levels = _normalised_levels(colourcoding.lut_for(name))
+            index = colourcoding.window_to_index(image, name)
             for channel in range(3):
                 out[:, channel] = levels[:, channel][index]
         return
-    values = maps.decode_rgb(image, name) if is_colour_coded(image) else image
-    low, high = maps.map_spec(name).window
+    values = colourcoding.decode_rgb(image, name) if is_colour_coded(image) else image
+    low, high = mapspecs.map_spec(name).window
     unit = np.clip((np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
     for channel in range(3):
         out[:, channel] = (unit - np.float32(IMAGENET_MEAN[channel])) / np.float32(IMAGENET_STD[channel])
@@ -146,14 +146,14 @@ def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
     """What a model bundle records about its input encoding (JSON-ready).
 
     Lists, per input in branch order, the unit, window and colour table (``"perfusion"`` for
-    :data:`maps.PERFUSION_LUT` with its control points, ``"grey"`` for the MIP), plus the
+    :data:`colourcoding.PERFUSION_LUT` with its control points, ``"grey"`` for the MIP), plus the
     normalisation, so a bundle stays interpretable without this code.
     """
     if encoding not in ENCODINGS:
         raise InputError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
     per_input = []
     for name in inputs:
-        spec = maps.map_spec(name)
+        spec = mapspecs.map_spec(name)
         per_input.append(
             {
                 "name": name,
@@ -165,6 +165,6 @@ def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
     return {
         "encoding": encoding,
         "inputs": per_input,
-        "lut_control_points": [[p, list(c)] for p, c in maps.LUT_CONTROL_POINTS],
+        "lut_control_points": [[p, list(c)] for p, c in colourcoding.LUT_CONTROL_POINTS],
         "normalisation": {"scale": "0..1", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
     }

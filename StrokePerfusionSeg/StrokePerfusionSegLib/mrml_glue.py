@@ -29,7 +29,7 @@ from .atomic import write_file_atomically
 from .errors import InputError
 from .imageio import Geometry, resample_onto
 from .labels import LESION_SEGMENTS, SegmentSpec
-from .maps import MAP_SPECS, map_spec
+from .mapspecs import MAP_SPECS, map_spec
 from .volumes import DECISION_SUPPORT_CAVEAT
 
 logger = logging.getLogger(__name__)
@@ -716,7 +716,7 @@ def compute_map_volumes(
 
     Re-running on the same CTP updates the map nodes made before (matched by attributes),
     so nodes never pile up. Returns map name -> node (``cbf``, ``cbv``, ``mtt``, ``ttp``,
-    ``tmax``, ``mip``), each in the unit of :data:`maps.MAP_SPECS` (attribute ``StrokePerfusionSeg.Unit``).
+    ``tmax``, ``mip``), each in the unit of :data:`.mapspecs.MAP_SPECS` (attribute ``StrokePerfusionSeg.Unit``).
     """
     from .perfusion import compute_perfusion_maps
 

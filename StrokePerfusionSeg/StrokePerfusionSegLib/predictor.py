@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import maps
+from . import colourcoding, mapspecs
 from .brainmask import brain_mask_from_mip
 from .encoding import encode_inputs, is_colour_coded
 from .errors import CancelledError, InputError
@@ -87,7 +87,7 @@ def predict(
     Parameters
     ----------
     images : mapping of str to ndarray
-        Map name -> scalar map ``(z, y, x)`` in its unit (:data:`maps.MAP_SPECS`) or
+        Map name -> scalar map ``(z, y, x)`` in its unit (:data:`mapspecs.MAP_SPECS`) or
         colour-coded map ``(z, y, x, 3)`` uint8. Exactly the maps the model reads; ``"mip"``
         may also be given here for the brain mask.
     spacing : (3,) sequence of float
@@ -184,16 +184,16 @@ def _scalar_map(name: str, image: np.ndarray, notes: list[str]) -> np.ndarray:
         return image
     if image.dtype != np.uint8:
         raise InputError(f"colour-coded '{name}' has dtype {image.dtype}: give RGB as uint8 0..255")
-    if not maps.map_spec(name).colour and not (
+    if not mapspecs.map_spec(name).colour and not (
         np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
     ):
         raise InputError(f"'{name}' is shown in grey levels but was given in colour: give the scalar {name} in HU")
-    low, high = maps.map_spec(name).window
+    low, high = mapspecs.map_spec(name).window
     notes.append(
         f"{name} was colour-coded; decoded with the product's look-up table, so values are "
-        f"quantised to 1/255 of {low:g}..{high:g} {maps.map_spec(name).unit} and clipped to that window"
+        f"quantised to 1/255 of {low:g}..{high:g} {mapspecs.map_spec(name).unit} and clipped to that window"
     )
-    return maps.decode_rgb(image, name)
+    return colourcoding.decode_rgb(image, name)
 
 
 def _brain_mask(mip, images, spacing, grid, notes) -> np.ndarray | None:

@@ -158,7 +158,7 @@ def resolve_model(
     if id_or_path is None or id_or_path == "default":
         if registry.default_model_id is None:
             raise InputError(
-                "no default model is registered yet: train one (python -m training) and pass its "
+                "no default model is registered yet: train one (strokeperfusionseg-train) and pass its "
                 "bundle folder, or use the threshold method"
             )
         id_or_path = registry.default_model_id

@@ -33,7 +33,7 @@ from . import imageio
 from .errors import InputError
 from .nihss import check_nihss
 from .imageio import Geometry
-from .maps import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
+from .mapspecs import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Study:
         A label chosen by the user (folder or file name); never read from patient attributes.
     geometry : Geometry
     maps : dict of str to ndarray of float32, shape (z, y, x)
-        In the units of :data:`~StrokePerfusionSegLib.maps.MAP_SPECS`.
+        In the units of :data:`~StrokePerfusionSegLib.mapspecs.MAP_SPECS`.
     nihss : int or None
     source : dict
         JSON-ready description of the inputs: ``kind`` (case, dicom, files, ctp) and per map
@@ -159,7 +159,7 @@ def _from_case(folder, needed, *, perfusion_method, progress, cancel, timings):
 
 
 def _from_files(map_files: Mapping[str, os.PathLike], needed, grid: _Grid, notes):
-    from .dicom.colour import decode_colour_map
+    from .colourcoding import decode_colour_map
 
     missing = [n for n in needed if n not in map_files]
     if missing:

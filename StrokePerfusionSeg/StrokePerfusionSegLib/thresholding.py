@@ -185,7 +185,7 @@ def _check_inputs(cbf, tmax, brain_mask):
         if array.ndim == 4 and array.shape[-1] == 3:
             raise InputError(
                 f"{name} is colour-coded (RGB): thresholding needs the scalar map in its unit "
-                "(load the scalar export, or decode it with maps.decode_rgb)"
+                "(load the scalar export, or decode it with colourcoding.decode_colour_map)"
             )
         if array.ndim != 3:
             raise InputError(f"{name} has shape {array.shape}: give a 3D (z, y, x) volume")

@@ -119,7 +119,7 @@ for spec in "small sf-pmsn-small" "wide sf-pmsn-w1"; do
   [ -f "$WORK/$name/summary.json" ] || continue
   timeout 30 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
     --version "${GPU_VERSION:-2.0.0}" "${EVALUATION[@]}" \
-    --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
+    --record "cohort=strokeperfusionseg-train cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
     --record "device=$(head -1 "$OUT/device.txt")" >> "$OUT/export.log" 2>&1 || stage "export of $name FAILED"
 done
 du -sh "$OUT"/bundles/* 2>/dev/null | tee -a "$LOG"

@@ -49,6 +49,6 @@ stage "export $MODEL_ID $VERSION"
 rm -rf "${OUT:?}/$MODEL_ID"
 "$PYTHON" -m training export "$OUT/run" --out "$OUT" --model-id "$MODEL_ID" --version "$VERSION" \
   --evaluation "$OUT/evaluation/summary.json" \
-  --record "cohort=python -m training cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES" --record "config=$CONFIG ${EXTRA[*]:-}" \
+  --record "cohort=strokeperfusionseg-train cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES" --record "config=$CONFIG ${EXTRA[*]:-}" \
   --record "script_fit_wall_s=$FIT_S"
 stage "done: bundle $OUT/$MODEL_ID, report $OUT/evaluation/report.md"

@@ -50,7 +50,7 @@ def synthetic_study(slices: int, size: int, seed: int = 0):
     """Maps ``{name: (slices, size, size) float32}`` inside their windows and an elliptic-head MIP (HU)."""
     import numpy as np
 
-    from ..maps import MAP_NAMES, map_spec
+    from ..mapspecs import MAP_NAMES, map_spec
 
     rng = np.random.default_rng(seed)
     images = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..atomic import staged_folder, write_csv_atomically
 from ..errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
-from ..maps import MAP_NAMES
+from ..mapspecs import MAP_NAMES
 from ..thresholding import ThresholdParams
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""DICOM input (scan, series grouping, map recognition, colour decoding, 4D CTP) and export.
+"""DICOM input (scan, series grouping, map recognition, 4D CTP) and export.
 
 Public names::
 
@@ -6,11 +6,9 @@ Public names::
     recognise_series(scan, manual=None) -> Recognition
     read_map_series(series, name) -> SeriesVolume
     read_ctp_series(series) -> SeriesVolume
-    decode_colour_map(rgb, name) -> DecodedColourMap
     write_case_as_dicom(case, folder, ...) -> Path
 """
 
-from .colour import DecodedColourMap, decode_colour_map
 from .export import write_case_as_dicom
 from .reader import SeriesVolume, read_ctp_series, read_map_series
 from .recognise import MAP_PATTERNS, Recognition, maps_named_by, recognise_series
@@ -18,14 +16,12 @@ from .scan import ScanResult, Series, scan_folder
 from .volume import SliceStack, stack_series
 
 __all__ = [
-    "DecodedColourMap",
     "MAP_PATTERNS",
     "Recognition",
     "ScanResult",
     "Series",
     "SeriesVolume",
     "SliceStack",
-    "decode_colour_map",
     "maps_named_by",
     "read_ctp_series",
     "read_map_series",

@@ -22,7 +22,7 @@ from .. import __version__
 from ..casefolder import Case
 from ..atomic import staged_folder
 from ..errors import InputError
-from ..maps import MAP_SPECS
+from ..mapspecs import MAP_SPECS
 
 #: Largest stored integer of a quantitative map; the slope maps the map's range onto it.
 _INT16_RANGE = 32000

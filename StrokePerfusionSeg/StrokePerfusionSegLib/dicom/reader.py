@@ -8,8 +8,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..imageio import Geometry
-from ..maps import map_spec
-from .colour import decode_colour_map
+from ..mapspecs import map_spec
+from ..colourcoding import decode_colour_map
 from .scan import Series
 from .volume import is_colour, read_volume, stack_series, stored_unit
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from ..maps import MAP_NAMES
+from ..mapspecs import MAP_NAMES
 from .scan import ScanResult, Series
 from .volume import is_colour
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from ..encoding import ENCODINGS
 from ..errors import InputError
 from ..labels import NUM_CLASSES
-from ..maps import MAP_NAMES, PERFUSION_MAP_INPUTS
+from ..mapspecs import MAP_NAMES, PERFUSION_MAP_INPUTS
 
 #: Architectures: slow fusion (one trunk per input), early fusion, inflated early fusion.
 ARCHITECTURES = ("SF", "EF", "EFI")
@@ -30,7 +30,7 @@ class ModelConfig:
         ``EF`` early fusion (inputs stacked on channels), ``EFI`` inflated early fusion
         (inputs stacked on a depth axis, I3D-style 3D trunk).
     inputs : tuple of str
-        Image inputs in branch order, names from :data:`StrokePerfusionSegLib.maps.MAP_NAMES`.
+        Image inputs in branch order, names from :data:`StrokePerfusionSegLib.mapspecs.MAP_NAMES`.
         The paper's "PMs" are ``("cbf", "cbv", "ttp", "tmax")``; "PMs+M" appends ``"mip"``.
     use_nihss : bool
         Feed the NIHSS score (0..42) at the bottleneck.

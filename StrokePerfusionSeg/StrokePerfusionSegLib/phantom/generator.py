@@ -26,7 +26,8 @@ from .. import __version__, imageio, labels, tracer
 from ..atomic import staged_folder
 from ..casefolder import GROUPS, Case, save_case
 from ..errors import InputError
-from ..maps import MAP_NAMES, encode_rgb
+from ..mapspecs import MAP_NAMES
+from ..colourcoding import encode_rgb
 from .anatomy import Anatomy, build_anatomy, sample_pose
 from .bolus import Bolus, sample_bolus
 from .config import PhantomConfig

@@ -4,7 +4,7 @@ Top: study, method and NIHSS. Middle: a montage of up to :data:`MONTAGE_SLICES` 
 (those with the most lesion, in z order, or evenly spaced when there is none), three per line;
 each line of slices is shown twice: core and penumbra filled over the MIP (grey), then outlined
 over Tmax in the product's colour table (without a MIP, CBF takes the MIP's place). The tiles
-are rendered with numpy (``maps.encode_rgb``) and shown as one image, which keeps the page fast
+are rendered with numpy (``colourcoding.encode_rgb``) and shown as one image, which keeps the page fast
 to draw. Bottom: the volume table, the mismatch summary against DEFUSE-3 style criteria and the
 decision-support caveat. Images are shown in radiological convention (patient's left on the
 right, anterior up) when the grid's axes allow it.
@@ -20,7 +20,8 @@ import numpy as np
 
 from ..imageio import Geometry
 from ..labels import LESION_SEGMENTS
-from ..maps import encode_rgb, map_spec
+from ..mapspecs import map_spec
+from ..colourcoding import encode_rgb
 from ..volumes import DECISION_SUPPORT_CAVEAT, LesionVolumes
 from ..atomic import write_file_atomically
 

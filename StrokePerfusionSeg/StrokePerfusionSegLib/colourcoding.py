@@ -1,10 +1,16 @@
-"""Read values back from colour-coded map images, with overlays masked.
+"""Colour-coded maps: the colour table, value -> colour coding, and the one decoder back.
 
-Console exports burn a colour bar and text (patient banner, scale labels) into the map
-images. This module decides, per pixel, what is map and what is overlay:
+The colour-coded copies imitate what vendor consoles export as secondary captures: the map is
+clipped to its window (:mod:`.mapspecs`), scaled to 0..255 and sent through
+:data:`PERFUSION_LUT`, a 256-entry "rainbow" table interpolated linearly (in RGB) through
+:data:`LUT_CONTROL_POINTS`: black at the bottom of the window, then dark blue, blue, cyan,
+green, yellow, red and white at the top. The MIP is shown in grey levels.
+
+Every colour-coded input, whatever its source (DICOM secondary capture, NIfTI/NRRD RGB file,
+Slicer vector volume), is read back by :func:`decode_colour_map`, which masks overlays:
 
 * **on-table** pixels have a colour within :data:`COLOUR_TOLERANCE` (Euclidean RGB distance)
-  of an entry of the map's table (:func:`~StrokePerfusionSegLib.maps.lut_for`); the rest
+  of an entry of the map's table (:func:`lut_for`); the rest
   (grey or coloured text, markers) are **off-table**;
 * **overlays** are the connected groups of non-black pixels (8-connected, slice by slice) that
   lie entirely in the image's border band (:data:`BORDER_FRACTION` of the width/height on each
@@ -25,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
-from ..maps import decode_rgb, lut_for, map_spec
+from .errors import InputError
+from .mapspecs import map_spec
 
 #: Largest RGB distance from a table colour still read as that colour (compression noise).
 COLOUR_TOLERANCE = 24.0
@@ -34,6 +40,97 @@ COLOUR_TOLERANCE = 24.0
 BORDER_FRACTION = 0.1
 #: Largest share of off-table pixels in the head region before the table is called unknown.
 MAX_OFF_TABLE_FRACTION = 0.05
+
+
+#: (position in 0..1, (R, G, B) in 0..255) control points of the colour table.
+LUT_CONTROL_POINTS = (
+    (0.00, (0, 0, 0)),
+    (0.12, (0, 0, 140)),
+    (0.28, (0, 60, 255)),
+    (0.42, (0, 220, 255)),
+    (0.56, (0, 200, 60)),
+    (0.70, (255, 255, 0)),
+    (0.86, (255, 40, 0)),
+    (1.00, (255, 255, 255)),
+)
+
+
+def _build_lut(points) -> np.ndarray:
+    positions = np.array([p for p, _ in points])
+    colours = np.array([c for _, c in points], dtype=float)
+    grid = np.linspace(0.0, 1.0, 256)
+    lut = np.stack([np.interp(grid, positions, colours[:, k]) for k in range(3)], axis=1)
+    return np.round(lut).astype(np.uint8)
+
+
+#: (256, 3) uint8 colour look-up table used for every colour-coded map.
+PERFUSION_LUT = _build_lut(LUT_CONTROL_POINTS)
+#: (256, 3) uint8 grey-level table used for the MIP.
+GREY_LUT = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+
+
+def lut_for(name: str) -> np.ndarray:
+    """The (256, 3) uint8 table that colour-codes map ``name``."""
+    return PERFUSION_LUT if map_spec(name).colour else GREY_LUT
+
+
+def window_to_index(values: np.ndarray, name: str) -> np.ndarray:
+    """Clip ``values`` (in the map's unit) to its window and scale to uint8 indices 0..255."""
+    low, high = map_spec(name).window
+    scaled = (np.nan_to_num(np.asarray(values, dtype=np.float32), nan=low) - low) / (high - low)
+    return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def encode_rgb(values: np.ndarray, name: str) -> np.ndarray:
+    """Colour-code a scalar map as a vendor console would.
+
+    Parameters
+    ----------
+    values : ndarray, any shape
+        Map values in the map's unit (see :data:`MAP_SPECS`).
+    name : str
+        Map name (``cbf``, ``cbv``, ``mtt``, ``ttp``, ``tmax`` or ``mip``).
+
+    Returns
+    -------
+    ndarray of uint8, shape ``values.shape + (3,)``
+    """
+    return lut_for(name)[window_to_index(values, name)]
+
+
+def decode_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
+    """Recover map values from a colour-coded image (inverse of :func:`encode_rgb`).
+
+    Each pixel takes the value of the nearest table colour (squared RGB distance), so slight
+    compression noise is tolerated. Values outside the window were clipped when encoding and
+    stay at the window's ends.
+
+    Parameters
+    ----------
+    rgb : ndarray of uint8, shape ``(..., 3)``
+    name : str
+
+    Returns
+    -------
+    ndarray of float32, shape ``rgb.shape[:-1]``, in the map's unit.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim < 1 or rgb.shape[-1] != 3:
+        raise InputError(
+            f"colour-coded '{name}' must have 3 colour components (RGB), got shape {rgb.shape}"
+        )
+    lut = lut_for(name).astype(np.int32)
+    # Every uint8 colour is one of 2**24 codes; decode each distinct colour once.
+    codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+    unique_codes, inverse = np.unique(codes.ravel(), return_inverse=True)
+    colours = np.stack(
+        [(unique_codes >> 16) & 255, (unique_codes >> 8) & 255, unique_codes & 255], axis=1
+    )
+    distance = ((colours[:, None, :] - lut[None, :, :]) ** 2).sum(axis=2)
+    index = distance.argmin(axis=1)
+    low, high = map_spec(name).window
+    values = low + index.astype(np.float32) / 255.0 * (high - low)
+    return values[inverse].reshape(codes.shape).astype(np.float32)
 
 
 @dataclass
@@ -82,7 +179,7 @@ def decode_colour_map(rgb: np.ndarray, name: str, *, source: str = "colour map")
     ----------
     rgb : ndarray of uint8, shape (z, y, x, 3)
     name : str
-        Map name, which selects the colour table and the window (``maps.MAP_SPECS``).
+        Map name, which selects the colour table and the window (``mapspecs.MAP_SPECS``).
     source : str
         How error messages name the input (e.g. the series label).
 
