@@ -1,7 +1,8 @@
 """3D Slicer module "Segment core/penumbra": ischemic core and penumbra from CT perfusion.
 
-The panel and a thin logic. All MRML work is in ``StrokePerfusionSegLib.mrml_glue`` (tested on
-the slicer-core wheel); all numerical work in the rest of ``StrokePerfusionSegLib``. Heavy
+The panel and a thin logic. All MRML work is in ``StrokePerfusionSegLib.mrml`` (tested on the
+slicer-core wheel), which runs the same pipeline (``StrokePerfusionSegLib.pipeline``) as the
+command line and the batch; all numerical work is in the rest of ``StrokePerfusionSegLib``. Heavy
 packages (torch, scikit-image, ...) are imported only after the first Apply has made sure they
 are installed.
 """
@@ -29,8 +30,13 @@ from slicer.util import VTKObservationMixin
 
 from typing import Annotated
 
-from StrokePerfusionSegLib import mrml_glue
 from StrokePerfusionSegLib.errors import CancelledError, InputError
+from StrokePerfusionSegLib.mrml import ctp as mrmlCtp
+from StrokePerfusionSegLib.mrml import nodes as mrmlNodes
+from StrokePerfusionSegLib.mrml import segmentation as mrmlSegmentation
+from StrokePerfusionSegLib.mrml import study as mrmlStudy
+from StrokePerfusionSegLib.terminology import TERMINOLOGY_FILE
+from StrokePerfusionSegLib.volumes import DECISION_SUPPORT_CAVEAT
 
 MODULE_TITLE = "Segment core/penumbra"
 THRESHOLD_METHOD = "threshold"
@@ -77,8 +83,8 @@ class StrokePerfusionSeg(ScriptedLoadableModule):
 def _onStartupCompleted():
     """Register the sample study and the lesion terminology once Slicer has started."""
     terminologies = slicer.modules.terminologies.logic() if hasattr(slicer.modules, "terminologies") else None
-    if terminologies is not None and mrml_glue.TERMINOLOGY_FILE.is_file():
-        mrml_glue.load_terminology(terminologies)
+    if terminologies is not None and TERMINOLOGY_FILE.is_file():
+        mrmlSegmentation.load_terminology(terminologies)
     _registerSampleData()
 
 
@@ -104,7 +110,7 @@ def _loadPhantomStudy(source=None):
     from StrokePerfusionSegLib.phantom import PhantomConfig, generate_case
 
     case = generate_case("phantom-lvo", "LVO", seed=5, config=PhantomConfig(size=128, slices=8))
-    nodes = mrml_glue.add_case_volumes(slicer.mrmlScene, case)
+    nodes = mrmlNodes.add_case_volumes(slicer.mrmlScene, case)
     return list(nodes.values())
 
 
@@ -158,7 +164,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
         self._fillMethods()
         self.ui.progressBar.hide()
-        self.ui.caveatLabel.text = mrml_glue.DECISION_SUPPORT_CAVEAT
+        self.ui.caveatLabel.text = DECISION_SUPPORT_CAVEAT
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -215,7 +221,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         """Fill empty map selectors where exactly one loaded volume names that map."""
         if not self._parameterNode:
             return
-        for name, node in mrml_glue.guess_map_nodes(slicer.mrmlScene).items():
+        for name, node in mrmlNodes.guess_map_nodes(slicer.mrmlScene).items():
             parameter = dict(MAP_PARAMETERS)[name]
             if getattr(self._parameterNode, parameter) is None:
                 setattr(self._parameterNode, parameter, node)
@@ -231,11 +237,14 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self._checkCanApply()
 
     def _missingInputs(self) -> list[str]:
+        """What the chosen method needs and the panel lacks: its maps, and the NIHSS if it reads it."""
         parameters = self._parameterNode
-        # The MIP gives the brain mask: required by thresholding, optional for 4-class models.
-        wanted = ("cbf", "tmax", "mip") if parameters.method == THRESHOLD_METHOD else ("cbf", "cbv", "ttp", "tmax")
-        return [name.upper() for name, parameter in MAP_PARAMETERS
-                if name in wanted and getattr(parameters, parameter) is None]
+        required, usesNihss = self.logic.methodNeeds(parameters.method or THRESHOLD_METHOD)
+        missing = [name.upper() for name, parameter in MAP_PARAMETERS
+                   if name in required and getattr(parameters, parameter) is None]
+        if usesNihss and parameters.nihss < 0:
+            missing.append("NIHSS")
+        return missing
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         if not self._parameterNode or self._busy:
@@ -297,7 +306,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self._parameterNode.outputSegmentation = result.segmentation_node
             self._parameterNode.outputTable = result.table_node
             self.ui.resultsTableView.setMRMLTableNode(result.table_node)
-            seconds = result.timings.get("total_s", 0.0)
+            seconds = result.timings.get("total", 0.0)
             notes = "<br>".join(result.notes)
             self.ui.statusLabel.text = f"Done on {result.device} in {seconds:.1f} s." + (f"<br>{notes}" if notes else "")
             slicer.util.setSliceViewerLayers(background=self._parameterNode.cbfVolume, fit=True)
@@ -309,12 +318,13 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             if not self.logic.ensureDependencies(THRESHOLD_METHOD):
                 return
             interval = self._parameterNode.frameInterval or None
-            nodes = self.logic.computeMaps(self._parameterNode.ctpNode, interval,
-                                           progress=self._progress, cancel=self._cancelled)
+            computed = self.logic.computeMaps(self._parameterNode.ctpNode, interval,
+                                              progress=self._progress, cancel=self._cancelled)
             for name, parameter in MAP_PARAMETERS:
-                if name in nodes:
-                    setattr(self._parameterNode, parameter, nodes[name])
-            self.ui.statusLabel.text = "Perfusion maps computed: " + ", ".join(n.upper() for n in nodes)
+                if name in computed.nodes:
+                    setattr(self._parameterNode, parameter, computed.nodes[name])
+            self.ui.statusLabel.text = "<br>".join(
+                ["Perfusion maps computed: " + ", ".join(n.upper() for n in computed.nodes), *computed.notes])
 
         self._run("Computing perfusion maps failed.", work)
 
@@ -328,7 +338,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def onEditInSegmentEditor(self) -> None:
         segmentation = self._parameterNode.outputSegmentation
-        source = mrml_glue.source_volume_of(segmentation, slicer.mrmlScene) or self._parameterNode.cbfVolume
+        source = mrmlSegmentation.source_volume_of(segmentation, slicer.mrmlScene) or self._parameterNode.cbfVolume
         slicer.util.selectModule("SegmentEditor")
         editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
         editor.setSegmentationNode(segmentation)
@@ -341,7 +351,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
 
 class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
-    """Thin layer over ``StrokePerfusionSegLib.mrml_glue`` using Slicer's scene."""
+    """Thin layer over ``StrokePerfusionSegLib.mrml`` (and so the pipeline) using Slicer's scene."""
 
     def getParameterNode(self):
         return StrokePerfusionSegParameterNode(super().getParameterNode())
@@ -403,16 +413,26 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
         others = sorted(set(registry.models) - {registry.default_model_id})
         return ([registry.default_model_id] if registry.default_model_id else []) + others
 
+    def methodNeeds(self, method: str) -> tuple:
+        """(required map names, reads NIHSS) of a method, from its manifest (no PyTorch needed)."""
+        try:
+            from StrokePerfusionSegLib.pipeline import method_needs
+
+            return method_needs(method)
+        except (ImportError, InputError) as error:  # not installed yet, or a broken bundle: Apply says why
+            logging.info("requirements of %s unknown: %s", method, error)
+            return (), False
+
     def inputNodes(self, parameters) -> dict:
         """Map name -> selected volume node (None when not selected)."""
         return {name: getattr(parameters, parameter) for name, parameter in MAP_PARAMETERS}
 
     def segment(self, parameters, progress=None, cancel=None):
-        """Run the glue on the panel's parameters; returns ``mrml_glue.SegmentationResult``."""
+        """Run the pipeline on the panel's parameters; returns ``mrml.study.PanelResult``."""
         nodes = {name: node for name, node in self.inputNodes(parameters).items() if node is not None}
         if not nodes:
             raise InputError("no input volumes: select the CBF, CBV, TTP, Tmax and MIP volumes")
-        return mrml_glue.segment_volumes(
+        return mrmlStudy.segment_volumes(
             slicer.mrmlScene,
             nodes,
             method=parameters.method or THRESHOLD_METHOD,
@@ -425,8 +445,8 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
         )
 
     def computeMaps(self, ctpNode, frameInterval=None, progress=None, cancel=None) -> dict:
-        """Perfusion maps from a 4D CTP node into scalar volume nodes (see ``mrml_glue.compute_map_volumes``)."""
-        return mrml_glue.compute_map_volumes(
+        """Perfusion maps from a 4D CTP node into scalar volume nodes (see ``mrml.ctp.compute_map_volumes``)."""
+        return mrmlCtp.compute_map_volumes(
             slicer.mrmlScene, ctpNode, dt_s=frameInterval, progress=progress, cancel=cancel
         )
 
@@ -456,7 +476,7 @@ class StrokePerfusionSegTest(ScriptedLoadableModuleTest):
 
         logic = StrokePerfusionSegLogic()
         parameters = logic.getParameterNode()
-        for name, node in mrml_glue.guess_map_nodes(slicer.mrmlScene).items():
+        for name, node in mrmlNodes.guess_map_nodes(slicer.mrmlScene).items():
             setattr(parameters, dict(MAP_PARAMETERS)[name], node)
         parameters.method = THRESHOLD_METHOD
         self.assertTrue(logic.ensureDependencies(THRESHOLD_METHOD))
@@ -466,7 +486,7 @@ class StrokePerfusionSegTest(ScriptedLoadableModuleTest):
         segmentation = result.segmentation_node.GetSegmentation()
         self.assertEqual(set(segmentation.GetSegmentIDs()), {"IschemicCore", "Penumbra"})
         self.assertEqual(segmentation.GetSegment("IschemicCore").GetName(), "Ischemic core")
-        values = mrml_glue.table_values(result.table_node)
+        values = mrmlSegmentation.table_values(result.table_node)
         self.assertAlmostEqual(values["Ischemic core"], result.volumes.core_ml, places=6)
 
         self.delayDisplay("Re-running replaces the segments")

@@ -10,7 +10,7 @@ import pytest
 
 from StrokePerfusionSegLib import cli, dicom
 from StrokePerfusionSegLib.casefolder import load_cohort
-from StrokePerfusionSegLib.commands.segment import Job, shard_jobs
+from StrokePerfusionSegLib.batch import Job, shard_jobs
 from StrokePerfusionSegLib.errors import EXIT_USER_ERROR
 
 

@@ -236,7 +236,7 @@ def test_map_files_on_different_grids(lvo_case, tmp_path):
         load_study(map_files=files)
     study = load_study(map_files=files, resample=True)
     assert study.maps["tmax"].shape == lvo_case.shape
-    assert any("tmax: resampled" in note for note in study.notes)
+    assert any("TMAX (tmax.nii.gz): resampled" in note for note in study.notes)
 
 
 def test_colour_map_file_decoded(lvo_case, tmp_path):

@@ -8,7 +8,11 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer", reason="slicer-core (the 'mrml' extra) is not installed")
 
-from StrokePerfusionSegLib import imageio, mrml_glue  # noqa: E402
+from StrokePerfusionSegLib import imageio, terminology  # noqa: E402
+from StrokePerfusionSegLib.mrml import ctp as mrml_ctp  # noqa: E402
+from StrokePerfusionSegLib.mrml import nodes as mrml_nodes  # noqa: E402
+from StrokePerfusionSegLib.mrml import segmentation as mrml_segmentation  # noqa: E402
+from StrokePerfusionSegLib.mrml.study import segment_volumes  # noqa: E402
 from StrokePerfusionSegLib.errors import CancelledError, InputError  # noqa: E402
 from StrokePerfusionSegLib.imageio import Geometry  # noqa: E402
 from StrokePerfusionSegLib.labels import CORE, LESION_SEGMENTS, PENUMBRA  # noqa: E402
@@ -27,7 +31,7 @@ def scene():
 
 @pytest.fixture
 def lvo_nodes(scene, lvo_case):
-    return mrml_glue.add_case_volumes(scene, lvo_case)
+    return mrml_nodes.add_case_volumes(scene, lvo_case)
 
 
 @pytest.fixture
@@ -42,7 +46,7 @@ def lesion_nodes(scene, lvo_case):
     cbf = np.where(lvo_case.label == CORE, 5.0, 50.0).astype(np.float32)
     tmax = np.where(lvo_case.label >= PENUMBRA, 10.0, 1.0).astype(np.float32)
     maps = {"cbf": cbf, "tmax": tmax, "mip": lvo_case.maps["mip"]}
-    return mrml_glue.add_case_volumes(scene, Case(lvo_case.case_id, lvo_case.geometry, maps=maps))
+    return mrml_nodes.add_case_volumes(scene, Case(lvo_case.case_id, lvo_case.geometry, maps=maps))
 
 
 def threshold_inputs(nodes):
@@ -54,7 +58,7 @@ def multi_volume(scene, frames: np.ndarray, geometry: Geometry, frame_ms: float 
     from vtk.util import numpy_support
 
     node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "multi-volume")
-    mrml_glue.set_node_array(node, frames[0], geometry)
+    mrml_nodes.set_node_array(node, frames[0], geometry)
     per_voxel = np.moveaxis(frames, 0, -1).reshape(-1, frames.shape[0])
     node.GetImageData().GetPointData().SetScalars(numpy_support.numpy_to_vtk(per_voxel.copy(), deep=True))
     node.GetImageData().SetNumberOfScalarComponents(frames.shape[0], node.GetImageData().GetInformation())
@@ -73,39 +77,39 @@ def test_slicer_reader_and_glue_agree_on_geometry(scene, tmp_path):
     """A NIfTI read by Slicer's own reader has the Geometry SimpleITK reports (RAS vs LPS)."""
     values = np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8)
     path = imageio.write_array(values, OBLIQUE, tmp_path / "cbf.nii.gz")
-    node = mrml_glue.load_volume_file(scene, path)
-    assert mrml_glue.geometry_from_node(node).matches(Geometry.from_image(sitk.ReadImage(str(path))))
-    np.testing.assert_array_equal(mrml_glue.array_from_node(node), values)
+    node = mrml_nodes.load_volume_file(scene, path)
+    assert mrml_nodes.geometry_from_node(node).matches(Geometry.from_image(sitk.ReadImage(str(path))))
+    np.testing.assert_array_equal(mrml_nodes.array_from_node(node), values)
     # voxel (i=1, j=2, k=3) lies at the same patient point for both libraries
     image = sitk.ReadImage(str(path))
     lps = np.array(image.TransformIndexToPhysicalPoint((1, 2, 3)))
-    ras = mrml_glue.ijk_to_ras(mrml_glue.geometry_from_node(node)) @ np.array([1, 2, 3, 1.0])
+    ras = mrml_nodes.ijk_to_ras(mrml_nodes.geometry_from_node(node)) @ np.array([1, 2, 3, 1.0])
     np.testing.assert_allclose(ras[:3], lps * np.array([-1, -1, 1]), atol=1e-4)
 
 
 def test_colour_volume_round_trip(scene, tmp_path):
     rgb = np.random.default_rng(0).integers(0, 256, (4, 6, 8, 3), dtype=np.uint8)
-    node = mrml_glue.load_volume_file(scene, imageio.write_array(rgb, OBLIQUE, tmp_path / "cbf_rgb.nii.gz"))
+    node = mrml_nodes.load_volume_file(scene, imageio.write_array(rgb, OBLIQUE, tmp_path / "cbf_rgb.nii.gz"))
     assert node.IsA("vtkMRMLVectorVolumeNode")
-    np.testing.assert_array_equal(mrml_glue.array_from_node(node), rgb)
+    np.testing.assert_array_equal(mrml_nodes.array_from_node(node), rgb)
 
 
 # --- terminology ---------------------------------------------------------------------------
 
 
 def test_terminology_file_is_generated_from_labels():
-    assert mrml_glue.TERMINOLOGY_FILE.read_text() == mrml_glue.terminology_json_text(), (
+    assert terminology.TERMINOLOGY_FILE.read_text() == terminology.terminology_json_text(), (
         "run `python tools/make_terminology.py` after changing labels.py"
     )
 
 
 def test_terminology_loads_in_slicer_and_matches_segment_entries():
     logic = slicer.vtkSlicerTerminologiesModuleLogic()
-    assert mrml_glue.load_terminology(logic) == mrml_glue.TERMINOLOGY_CONTEXT
+    assert mrml_segmentation.load_terminology(logic) == terminology.TERMINOLOGY_CONTEXT
     for spec in LESION_SEGMENTS:
         entry = slicer.vtkSlicerTerminologyEntry()
-        assert logic.FindTypeInTerminologyBy3dSlicerLabel(mrml_glue.TERMINOLOGY_CONTEXT, spec.name, entry)
-        assert logic.SerializeTerminologyEntry(entry) == mrml_glue.terminology_entry(spec)
+        assert logic.FindTypeInTerminologyBy3dSlicerLabel(terminology.TERMINOLOGY_CONTEXT, spec.name, entry)
+        assert logic.SerializeTerminologyEntry(entry) == terminology.terminology_entry(spec)
         assert entry.GetTypeObject().GetCodeValue() == spec.type[0]
         rgb = entry.GetTypeObject().GetRecommendedDisplayRGBValue()
         np.testing.assert_allclose(np.array(rgb) / 255, spec.color, atol=1 / 255)
@@ -115,9 +119,9 @@ def test_terminology_loads_in_slicer_and_matches_segment_entries():
 
 
 def test_threshold_segmentation_of_the_lvo_case(scene, lvo_case, lesion_nodes):
-    result = mrml_glue.segment_volumes(scene, threshold_inputs(lesion_nodes), method="threshold")
+    result = segment_volumes(scene, threshold_inputs(lesion_nodes), method="threshold")
     geometry = lvo_case.geometry
-    maps = {name: mrml_glue.array_from_node(node) for name, node in lesion_nodes.items()}
+    maps = {name: mrml_nodes.array_from_node(node) for name, node in lesion_nodes.items()}
     expected = predict(maps, geometry.spacing_zyx, method="threshold", mip=maps["mip"]).labels
     np.testing.assert_array_equal(result.labels, expected)
     assert (result.labels == CORE).any() and (result.labels == PENUMBRA).any()
@@ -129,10 +133,10 @@ def test_threshold_segmentation_of_the_lvo_case(scene, lvo_case, lesion_nodes):
         segment = segmentation.GetSegment(spec.segment_id)
         assert segment.GetName() == spec.name
         np.testing.assert_allclose(segment.GetColor(), spec.color)
-        assert segment.GetTerminology() == mrml_glue.terminology_entry(spec)
+        assert segment.GetTerminology() == terminology.terminology_entry(spec)
     # reference geometry and source volume: the first input (CBF)
     assert node.GetNodeReference(node.GetReferenceImageGeometryReferenceRole()) is lesion_nodes["cbf"]
-    assert mrml_glue.source_volume_of(node, scene) is lesion_nodes["cbf"]
+    assert mrml_segmentation.source_volume_of(node, scene) is lesion_nodes["cbf"]
     # placed in the inputs' study
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     study = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(lesion_nodes["cbf"]))
@@ -142,7 +146,7 @@ def test_threshold_segmentation_of_the_lvo_case(scene, lvo_case, lesion_nodes):
 
     # table volumes = voxel counts x voxel volume
     voxel_ml = float(np.prod(geometry.spacing)) / 1000
-    values = mrml_glue.table_values(result.table_node)
+    values = mrml_segmentation.table_values(result.table_node)
     core_ml = np.count_nonzero(expected == CORE) * voxel_ml
     penumbra_ml = np.count_nonzero(expected == PENUMBRA) * voxel_ml
     assert values["Ischemic core"] == pytest.approx(core_ml)
@@ -154,20 +158,29 @@ def test_threshold_segmentation_of_the_lvo_case(scene, lvo_case, lesion_nodes):
     assert "Decision support" in result.table_node.GetDescription()
 
 
-def test_seg_nrrd_reads_back_with_slicerio(scene, lvo_case, lesion_nodes, tmp_path):
+def test_seg_nrrd_file_loads_in_slicer_as_the_panel_segments(scene, lvo_case, lesion_nodes, tmp_path):
+    """The one .seg.nrrd writer's file, read by Slicer's own storage node and by slicerio, holds
+    the segments the panel makes: names, colours, terminology, voxels, geometry."""
+    from StrokePerfusionSegLib.writers import write_seg_nrrd
+
     slicerio = pytest.importorskip("slicerio")
-    result = mrml_glue.segment_volumes(scene, threshold_inputs(lesion_nodes), method="threshold")
+    result = segment_volumes(scene, threshold_inputs(lesion_nodes), method="threshold")
     assert (result.labels == CORE).any() and (result.labels == PENUMBRA).any()
-    path = mrml_glue.write_segmentation(result.segmentation_node, tmp_path / "lvo.seg.nrrd")
+    path = write_seg_nrrd(result.labels, lvo_case.geometry, tmp_path / "lvo.seg.nrrd")
     assert [p.name for p in tmp_path.iterdir()] == ["lvo.seg.nrrd"]  # no temporary left
-    segmentation = slicerio.read_segmentation(str(path))
-    by_id = {segment["id"]: segment for segment in segmentation["segments"]}
-    assert set(by_id) == {spec.segment_id for spec in LESION_SEGMENTS}
+
+    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(loaded)
+    panel = result.segmentation_node.GetSegmentation()
     for spec in LESION_SEGMENTS:
-        assert by_id[spec.segment_id]["name"] == spec.name
-        assert by_id[spec.segment_id]["labelValue"] == spec.label
-        np.testing.assert_allclose(by_id[spec.segment_id]["color"], spec.color, atol=1e-6)
-        assert by_id[spec.segment_id]["terminology"]["type"][1] == spec.type[0]
+        segment = loaded.GetSegmentation().GetSegment(spec.segment_id)
+        assert segment.GetName() == panel.GetSegment(spec.segment_id).GetName() == spec.name
+        assert segment.GetTerminology() == panel.GetSegment(spec.segment_id).GetTerminology()
+        np.testing.assert_allclose(segment.GetColor(), spec.color, atol=1e-6)
+
+    segmentation = slicerio.read_segmentation(str(path))
     voxels = np.transpose(segmentation["voxels"], (2, 1, 0))  # slicerio: (i, j, k) -> (z, y, x)
     expected = np.where(np.isin(result.labels, (CORE, PENUMBRA)), result.labels, 0)
     np.testing.assert_array_equal(voxels, expected)
@@ -176,28 +189,28 @@ def test_seg_nrrd_reads_back_with_slicerio(scene, lvo_case, lesion_nodes, tmp_pa
 
 
 def test_rerun_replaces_segments_and_keeps_user_segments(scene, lvo_nodes):
-    first = mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes), method="threshold")
+    first = segment_volumes(scene, threshold_inputs(lvo_nodes), method="threshold")
     node, table = first.segmentation_node, first.table_node
     node.GetSegmentation().AddEmptySegment("UserNote", "user note")
     counts = {c: count(scene, c) for c in ("vtkMRMLSegmentationNode", "vtkMRMLTableNode")}
-    second = mrml_glue.segment_volumes(
+    second = segment_volumes(
         scene, threshold_inputs(lvo_nodes), method="threshold", segmentation_node=node, table_node=table
     )
     assert second.segmentation_node is node and second.table_node is table
     assert {c: count(scene, c) for c in counts} == counts
     ids = node.GetSegmentation().GetSegmentIDs()
     assert sorted(ids) == sorted(["IschemicCore", "Penumbra", "UserNote"])
-    assert table.GetNumberOfRows() == len(mrml_glue.volume_rows(second.volumes))
+    assert table.GetNumberOfRows() == len(mrml_segmentation.volume_rows(second.volumes))
 
 
 def test_colour_coded_inputs_give_the_scalar_result(scene, lvo_case):
-    """RGB copies are decoded with the product's LUT: the result matches segmenting the decoded maps."""
-    from StrokePerfusionSegLib.colourcoding import decode_rgb
+    """RGB copies are decoded by the one colour decoder: the result matches segmenting the decoded maps."""
+    from StrokePerfusionSegLib.colourcoding import decode_colour_map
 
-    nodes = mrml_glue.add_case_volumes(scene, lvo_case, colour_coded=True)
+    nodes = mrml_nodes.add_case_volumes(scene, lvo_case, colour_coded=True)
     assert all(node.IsA("vtkMRMLVectorVolumeNode") for node in nodes.values() if node.IsA("vtkMRMLVolumeNode"))
-    result = mrml_glue.segment_volumes(scene, threshold_inputs(nodes), method="threshold")
-    decoded = {name: decode_rgb(lvo_case.rgb[name], name) for name in ("cbf", "tmax", "mip")}
+    result = segment_volumes(scene, threshold_inputs(nodes), method="threshold")
+    decoded = {name: decode_colour_map(lvo_case.rgb[name], name).values for name in ("cbf", "tmax", "mip")}
     expected = predict(decoded, lvo_case.geometry.spacing_zyx, method="threshold", mip=decoded["mip"]).labels
     np.testing.assert_array_equal(result.labels, expected)
     assert any("colour-coded" in note for note in result.notes)
@@ -222,7 +235,7 @@ def tiny_bundle(tmp_path_factory):
 
 def test_bundle_method_with_progress(scene, lvo_case, lvo_nodes, tiny_bundle):
     calls = []
-    result = mrml_glue.segment_volumes(
+    result = segment_volumes(
         scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=lvo_case.nihss or 10,
         device="cpu", progress=lambda done, total: calls.append((done, total)),
     )
@@ -236,18 +249,18 @@ def test_bundle_method_with_progress(scene, lvo_case, lvo_nodes, tiny_bundle):
 def test_nihss_required_by_the_model(scene, lvo_nodes, tiny_bundle):
     before = scene.GetNumberOfNodes()
     with pytest.raises(InputError, match="NIHSS"):
-        mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=None)
+        segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=None)
     with pytest.raises(InputError, match="0..42"):
-        mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=57)
+        segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=57)
     assert scene.GetNumberOfNodes() == before
 
 
 def test_cancel_leaves_the_output_untouched(scene, lvo_nodes, tiny_bundle):
-    first = mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes), method="threshold")
+    first = segment_volumes(scene, threshold_inputs(lvo_nodes), method="threshold")
     node = first.segmentation_node
     mtime, before = node.GetSegmentation().GetMTime(), scene.GetNumberOfNodes()
     with pytest.raises(CancelledError):
-        mrml_glue.segment_volumes(
+        segment_volumes(
             scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=8, device="cpu",
             segmentation_node=node, cancel=lambda: True,
         )
@@ -262,7 +275,7 @@ def test_scene_closed_while_running(scene, lvo_nodes, tiny_bundle):
         return False
 
     with pytest.raises(InputError, match="scene"):
-        mrml_glue.segment_volumes(
+        segment_volumes(
             scene, threshold_inputs(lvo_nodes), method=str(tiny_bundle), nihss=8, device="cpu", cancel=close_scene
         )
     assert count(scene, "vtkMRMLSegmentationNode") == 0
@@ -277,7 +290,7 @@ def test_corrupt_bundle_is_a_clear_error(scene, lvo_nodes, tiny_bundle, tmp_path
     weights.write_bytes(weights.read_bytes()[:100])
     before = scene.GetNumberOfNodes()
     with pytest.raises(InputError):
-        mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(broken), nihss=8)
+        segment_volumes(scene, threshold_inputs(lvo_nodes), method=str(broken), nihss=8)
     assert scene.GetNumberOfNodes() == before
 
 
@@ -286,35 +299,35 @@ def test_corrupt_bundle_is_a_clear_error(scene, lvo_nodes, tiny_bundle, tmp_path
 
 def test_no_inputs_and_missing_maps(scene, lvo_nodes):
     with pytest.raises(InputError, match="select"):
-        mrml_glue.segment_volumes(scene, {}, method="threshold")
+        segment_volumes(scene, {}, method="threshold")
     with pytest.raises(InputError, match="MIP"):
-        mrml_glue.segment_volumes(scene, {"cbf": lvo_nodes["cbf"], "tmax": lvo_nodes["tmax"]}, method="threshold")
+        segment_volumes(scene, {"cbf": lvo_nodes["cbf"], "tmax": lvo_nodes["tmax"]}, method="threshold")
     assert count(scene, "vtkMRMLSegmentationNode") == 0
 
 
 def test_mismatched_grids_resampled_with_a_notice_or_refused(scene, lvo_case, lvo_nodes):
     shifted = Geometry(lvo_case.geometry.spacing, tuple(np.add(lvo_case.geometry.origin, (3.0, 0.0, 0.0))),
                        lvo_case.geometry.direction)
-    moved = mrml_glue.add_volume_node(scene, lvo_case.maps["tmax"], shifted, "moved Tmax")
+    moved = mrml_nodes.add_volume_node(scene, lvo_case.maps["tmax"], shifted, "moved Tmax")
     inputs = threshold_inputs(lvo_nodes) | {"tmax": moved}
     with pytest.raises(InputError, match="grid"):
-        mrml_glue.segment_volumes(scene, inputs, method="threshold", resample=False)
+        segment_volumes(scene, inputs, method="threshold", resample=False)
     assert count(scene, "vtkMRMLSegmentationNode") == 0
-    result = mrml_glue.segment_volumes(scene, inputs, method="threshold")
+    result = segment_volumes(scene, inputs, method="threshold")
     assert any("resampled" in note and "TMAX" in note for note in result.notes)
     assert result.labels.shape == lvo_case.shape
 
 
 def test_2d_and_4d_volumes_where_3d_is_expected(scene, lvo_case, lvo_nodes):
-    flat = mrml_glue.add_volume_node(scene, lvo_case.maps["cbf"][:1], lvo_case.geometry, "one slice")
+    flat = mrml_nodes.add_volume_node(scene, lvo_case.maps["cbf"][:1], lvo_case.geometry, "one slice")
     with pytest.raises(InputError, match="2D"):
-        mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes) | {"cbf": flat}, method="threshold")
+        segment_volumes(scene, threshold_inputs(lvo_nodes) | {"cbf": flat}, method="threshold")
     frames = multi_volume(scene, np.zeros((7,) + lvo_case.shape, np.float32), lvo_case.geometry)
     with pytest.raises(InputError, match="4D"):
-        mrml_glue.segment_volumes(scene, threshold_inputs(lvo_nodes) | {"tmax": frames}, method="threshold")
+        segment_volumes(scene, threshold_inputs(lvo_nodes) | {"tmax": frames}, method="threshold")
     with pytest.raises(InputError, match="3D volume, not a 4D CTP"):
-        mrml_glue.ctp_from_node(lvo_nodes["cbf"])
-    ctp, _, dt_s = mrml_glue.ctp_from_node(frames)  # ... but it is a valid 4D CTP
+        mrml_ctp.ctp_from_node(lvo_nodes["cbf"])
+    ctp, _, dt_s = mrml_ctp.ctp_from_node(frames)  # ... but it is a valid 4D CTP
     assert ctp.shape == (7,) + lvo_case.shape and dt_s == pytest.approx(1.0)
     assert count(scene, "vtkMRMLSegmentationNode") == 0
 
@@ -326,23 +339,35 @@ def test_maps_from_a_ctp_sequence(scene, lvo_case, lvo_nodes):
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
 
     sequence = lvo_nodes["ctp"]
-    ctp, geometry, dt_s = mrml_glue.ctp_from_node(sequence)
+    ctp, geometry, dt_s = mrml_ctp.ctp_from_node(sequence)
     np.testing.assert_array_equal(ctp, lvo_case.ctp)
     assert dt_s == pytest.approx(lvo_case.dt_s) and geometry.matches(lvo_case.geometry)
-    nodes = mrml_glue.compute_map_volumes(scene, sequence)
+    computed = mrml_ctp.compute_map_volumes(scene, sequence)
+    nodes = computed.nodes
     assert set(nodes) == {"cbf", "cbv", "mtt", "ttp", "tmax", "mip"}
     expected = compute_perfusion_maps(lvo_case.ctp, lvo_case.dt_s, lvo_case.geometry.spacing_zyx).maps
     for name, node in nodes.items():
-        np.testing.assert_allclose(mrml_glue.array_from_node(node), expected[name], rtol=1e-5, atol=1e-5)
-        assert mrml_glue.geometry_from_node(node).matches(lvo_case.geometry)
-    again = mrml_glue.compute_map_volumes(scene, sequence)
+        np.testing.assert_allclose(mrml_nodes.array_from_node(node), expected[name], rtol=1e-5, atol=1e-5)
+        assert mrml_nodes.geometry_from_node(node).matches(lvo_case.geometry)
+    again = mrml_ctp.compute_map_volumes(scene, sequence).nodes
     assert all(again[name] is nodes[name] for name in nodes)  # updated in place, not piled up
 
 
+def test_perfusion_notes_reach_apply(scene, lvo_case):
+    """A series cut short before the bolus has passed: the analysis' notes come back with the map
+    volumes, and an Apply on those volumes reports them."""
+    short = mrml_ctp.add_ctp_sequence(scene, lvo_case.ctp[:14], lvo_case.geometry, lvo_case.dt_s, "short CTP")
+    computed = mrml_ctp.compute_map_volumes(scene, short)
+    assert computed.notes
+    result = segment_volumes(scene, {name: computed.nodes[name] for name in ("cbf", "tmax", "mip")},
+                             method="threshold")
+    assert all(note in result.notes for note in computed.notes)
+
+
 def test_auto_fill_only_where_unambiguous(scene, lvo_nodes, lvo_case):
-    guessed = mrml_glue.guess_map_nodes(scene)
+    guessed = mrml_nodes.guess_map_nodes(scene)
     assert {name: node.GetName() for name, node in guessed.items()} == {
         name: lvo_nodes[name].GetName() for name in ("cbf", "cbv", "ttp", "tmax", "mip")
     }
-    mrml_glue.add_volume_node(scene, lvo_case.maps["cbf"], lvo_case.geometry, "second CBF")
-    assert "cbf" not in mrml_glue.guess_map_nodes(scene)
+    mrml_nodes.add_volume_node(scene, lvo_case.maps["cbf"], lvo_case.geometry, "second CBF")
+    assert "cbf" not in mrml_nodes.guess_map_nodes(scene)

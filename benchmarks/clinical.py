@@ -34,13 +34,13 @@ def make_study(folder: Path, size: int, slices: int, seed: int) -> Path:
 
 
 def dl_method(model: str | None, width: float, size: int, folder: Path):
-    """(MethodSpec, description) for the network: the given/default bundle or a random one."""
-    from StrokePerfusionSegLib.commands.segment import load_method
+    """(Method, description) for the network: the given/default bundle or a random one."""
+    from StrokePerfusionSegLib.pipeline import resolve_method
     from StrokePerfusionSegLib.registry import default_model_id
 
     if model or default_model_id():
-        method = load_method("dl", model, "cpu")
-        return method, f"model {method.model_id} {method.model_version}"
+        method = resolve_method(model)
+        return method, method.display_name
     import torch
 
     from StrokePerfusionSegLib.bundle import save_bundle
@@ -49,16 +49,14 @@ def dl_method(model: str | None, width: float, size: int, folder: Path):
     torch.manual_seed(0)
     config = ModelConfig(width=width, image_size=size, use_nihss=True)
     path = save_bundle(folder, build_model(config), config, model_id="bench-random", version="0")
-    return load_method("dl", str(path), "cpu"), f"random SF model, width {width} (no default model installed)"
+    return resolve_method(str(path)), f"random SF model, width {width} (no default model installed)"
 
 
 def run_once(study: Path, method, device: str, out: Path) -> dict:
-    from StrokePerfusionSegLib.commands.segment import Job, segment_job
+    from StrokePerfusionSegLib.batch import Job, segment_job
 
-    job = Job("bench", {"dicom_dir": study}, nihss=14, is_dicom=True)
-    row = segment_job(job, method, out, requested_formats=None, series_map=None, resample=False,
-                      device=device, overwrite=True)
-    return row["timings"]
+    job = Job("bench", {"dicom_dir": study}, nihss=14)
+    return segment_job(job, method, out, device=device, overwrite=True).timings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(made in {time.perf_counter() - start:.1f} s); torch threads {torch.get_num_threads()}")
         methods = []
         if args.method in ("both", "threshold"):
-            from StrokePerfusionSegLib.commands.segment import load_method
+            from StrokePerfusionSegLib.pipeline import THRESHOLD, resolve_method
 
-            methods.append((load_method("threshold", None, "cpu"), "threshold (rCBF < 30 %, Tmax > 6 s)"))
+            methods.append((resolve_method(THRESHOLD), "threshold (rCBF < 30 %, Tmax > 6 s)"))
         if args.method in ("both", "dl"):
             methods.append(dl_method(args.model, args.width, args.size, folder / "models"))
         for method, description in methods:

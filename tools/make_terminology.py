@@ -1,7 +1,7 @@
 """Write StrokePerfusionSeg/Resources/StrokePerfusionSeg.term.json from labels.py.
 
 The segment codes live in ``StrokePerfusionSegLib/labels.py``; this file is generated from them
-so that the two never disagree (``Testing/test_slicer_glue.py`` checks it). Run after changing
+so that the two never disagree (``Testing/test_terminology.py`` checks it). Run after changing
 the codes::
 
     python tools/make_terminology.py
@@ -9,7 +9,7 @@ the codes::
 
 from __future__ import annotations
 
-from StrokePerfusionSegLib.mrml_glue import TERMINOLOGY_FILE, terminology_json_text
+from StrokePerfusionSegLib.terminology import TERMINOLOGY_FILE, terminology_json_text
 
 if __name__ == "__main__":
     TERMINOLOGY_FILE.write_text(terminology_json_text())

@@ -1,10 +1,10 @@
 """StrokePerfusionSegLib: Slicer-free core of StrokePerfusionSeg.
 
 Ischemic core and penumbra segmentation from CT perfusion. This package never imports
-``slicer`` or ``qt`` (except :mod:`StrokePerfusionSegLib.mrml_glue`, which is handed the
+``slicer`` or ``qt`` (except :mod:`StrokePerfusionSegLib.mrml`, which is handed the
 scene and module logics by its caller).
 
-Conventions used throughout (see ``docs/conventions.md``):
+Conventions used throughout (see ``docs/architecture.md``):
 
 * 3D arrays are indexed ``(z, y, x)`` and 4D CTP arrays ``(t, z, y, x)``, the order that
   ``SimpleITK.GetArrayFromImage`` returns.

@@ -1,282 +1,214 @@
-"""Batch segmentation of many studies through the MRML glue, headless Slicer or plain Python.
+"""The batch runner: many studies through the one pipeline, one summary CSV.
 
-Each study is loaded with Slicer's own volume reader into a fresh MRML scene and segmented by
-:func:`~StrokePerfusionSegLib.mrml_glue.segment_volumes`, exactly as the panel does; the
-outputs per study are ``<case>.seg.nrrd`` (Slicer segmentation: segment names, colours,
-terminology), ``<case>_label.nii.gz`` (labels 0..3) and one row of ``volumes.csv``.
-A study that fails is reported in the log and in the CSV (``status`` = ``error``) and skipped.
+Used by ``strokeperfusionseg segment --batch`` and by the headless Slicer script
+(``Resources/Scripts/batch_segment.py``, which runs that same command). Studies come from
 
-Run it inside Slicer::
+* a CSV with the columns ``id``, then ``case`` | ``dicom`` | ``ctp`` | ``cbf,cbv,ttp,tmax,mip``
+  (paths relative to the CSV) and optionally ``nihss``;
+* a folder of study folders: case folders (``<map>.nii.gz``, ``case.json``) or DICOM folders;
+* a flat folder of map sets named ``<id>_<map>.nii.gz`` (``<id>_<map>_rgb.nii.gz`` for
+  colour-coded maps; ``.nii`` and ``.nrrd`` too).
 
-    Slicer --no-main-window --python-script StrokePerfusionSeg/Resources/Scripts/batch_segment.py \\
-        -- --input STUDIES --output OUT [--method threshold|MODEL_ID|BUNDLE_DIR]
-
-or with plain Python where ``slicer-core`` is installed: ``python -m StrokePerfusionSegLib.batch ...``.
-
-Accepted inputs (``--input``):
-
-* a cohort / folder of case folders (``cbf.nii.gz``, ``cbv.nii.gz``, ... and ``case.json``);
-* a single case folder;
-* a folder of DICOM studies (one sub-folder per study, map series recognised by their
-  descriptions, or a 4D CTP series from which the maps are computed; read by
-  :func:`~StrokePerfusionSegLib.studyio.load_study`), or one DICOM study folder;
-* a flat folder of map sets named ``<case>_<map>.nii.gz`` (``<map>`` one of cbf, cbv, mtt,
-  ttp, tmax, mip; ``<case>_<map>_rgb.nii.gz`` for colour-coded maps).
+Each study is loaded, segmented and written by :mod:`.pipeline`; a study that fails gets a row
+in the summary with ``status`` ``input-error`` (its input is at fault; the message says how to
+fix it) or ``failed`` (not the user's fault), and the others go on. The summary is rewritten
+after every study, so an interrupted batch leaves the rows of the studies done.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import csv
 import logging
-import os
 import re
-import sys
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import write_csv_atomically
-from .errors import EXIT_FAILURE, CancelledError, InputError, run_command
+from .errors import EXIT_FAILURE, EXIT_USER_ERROR, CancelledError, InputError
 from .mapspecs import MAP_NAMES
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
-#: Maps the batch loads when present (``mtt`` is not read by any method).
-BATCH_MAPS = ("cbf", "cbv", "ttp", "tmax", "mip")
-VOLUMES_CSV = "volumes.csv"
-_MAP_SET_FILE = re.compile(
-    rf"^(?P<case>.+?)[_-](?P<map>{'|'.join(MAP_NAMES)})(?P<rgb>_rgb)?\.(nii\.gz|nii|nrrd)$", re.IGNORECASE
+SUMMARY_COLUMNS = (
+    "id", "status", "core_ml", "penumbra_ml", "hypoperfused_ml", "mismatch_ratio",
+    "mismatch_volume_ml", "target_mismatch", "seconds", "output", "notes", "message",
 )
-_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+CSV_SOURCE_COLUMNS = ("case", "dicom", "ctp") + MAP_NAMES
+_MAP_SET_FILE = re.compile(
+    rf"^(?P<id>.+?)[_-](?P<map>{'|'.join(MAP_NAMES)})(?P<rgb>_rgb)?\.(nii\.gz|nii|nrrd)$", re.IGNORECASE
+)
 
 
 @dataclass
-class BatchCase:
-    """One study to segment: map name -> file, and the NIHSS score when known."""
+class Job:
+    """One study to segment: its id and the keyword arguments of ``studyio.load_study``."""
 
-    case_id: str
-    files: dict[str, Path] = field(default_factory=dict)
-    dicom_dir: Path | None = None
-    nihss: int | None = None
-    problem: str | None = None  # set when the study cannot even be listed properly
+    study_id: str
+    source: dict = field(default_factory=dict)
+    nihss: int | str | None = None
 
 
-def _map_files_in_folder(folder: Path) -> dict[str, Path]:
-    files = {}
-    for name in BATCH_MAPS:
-        for candidate in (f"{name}.nii.gz", f"{name}_rgb.nii.gz", f"{name}.nii", f"{name}.nrrd"):
-            if (folder / candidate).is_file():
-                files[name] = folder / candidate
-                break
-    return files
+def summary_path(out: Path, shard: tuple[int, int] = (1, 1)) -> Path:
+    """``OUT/summary.csv``, or ``OUT/summary-shard-K-of-N.csv`` for one shard of N."""
+    k, n = shard
+    return out / ("summary.csv" if n == 1 else f"summary-shard-{k}-of-{n}.csv")
 
 
-def _holds_dicom(folder: Path) -> bool:
-    """True when a file in ``folder`` (or its sub-folders) carries the DICOM preamble."""
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as stream:
-                if stream.read(132)[128:] == b"DICM":
-                    return True
-    return False
+def is_case_folder(folder: Path) -> bool:
+    """A folder holding ``case.json`` or ``<map>.nii.gz`` / ``ctp.nii.gz`` files."""
+    return (folder / "case.json").is_file() or any(
+        (folder / f"{name}.nii.gz").is_file() for name in (*MAP_NAMES, "ctp")
+    )
 
 
-def _case_from_folder(folder: Path) -> BatchCase:
-    case = BatchCase(case_id=folder.name, files=_map_files_in_folder(folder))
-    if not case.files and not (folder / "case.json").is_file() and _holds_dicom(folder):
-        case.dicom_dir = folder
-        return case
-    meta_path = folder / "case.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-            case.case_id = str(meta.get("id", folder.name))
-            case.nihss = meta.get("nihss")
-        except json.JSONDecodeError as error:
-            case.problem = f"{meta_path} is not valid JSON ({error})"
-    if not case.files and case.problem is None:
-        case.problem = f"no map files (cbf.nii.gz, ...) in {folder}"
-    return case
+def _job_for_folder(folder: Path) -> Job:
+    if is_case_folder(folder):
+        return Job(folder.name, {"case_dir": folder})
+    return Job(folder.name, {"dicom_dir": folder})
 
 
-def find_cases(input_dir: str | os.PathLike) -> list[BatchCase]:
-    """The studies under ``input_dir`` (see the module doc for the accepted layouts)."""
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise InputError(f"input folder not found: {root}")
-    if _map_files_in_folder(root) or (not any(p.is_dir() for p in root.iterdir()) and _holds_dicom(root)):
-        return [_case_from_folder(root)]
-    flat: dict[str, BatchCase] = {}
-    for path in sorted(root.iterdir()):
+def _map_set_jobs(folder: Path) -> list[Job]:
+    """Jobs of the ``<id>_<map>[_rgb].nii.gz`` files in ``folder`` (scalar preferred to RGB)."""
+    sets: dict[str, dict[str, Path]] = {}
+    for path in sorted(folder.iterdir()):
         match = _MAP_SET_FILE.match(path.name)
-        if path.is_file() and match and match["map"].lower() in BATCH_MAPS:
-            case = flat.setdefault(match["case"], BatchCase(case_id=match["case"]))
-            if match["rgb"] is None or match["map"].lower() not in case.files:
-                case.files[match["map"].lower()] = path
-    folders = [
-        _case_from_folder(path)
-        for path in sorted(root.iterdir())
-        if path.is_dir() and not path.name.startswith(".")
-        and ((path / "case.json").is_file() or any(path.glob("*.nii*")) or any(path.glob("*.nrrd"))
-             or _holds_dicom(path))
-    ]
-    cases = folders + list(flat.values())
-    if not cases:
+        if match and path.is_file():
+            files = sets.setdefault(match["id"], {})
+            name = match["map"].lower()
+            if match["rgb"] is None or name not in files:
+                files[name] = path
+    return [Job(study_id, {"map_files": files}) for study_id, files in sets.items()]
+
+
+def jobs_from_folder(folder: Path) -> list[Job]:
+    """The studies in ``folder``: study sub-folders and flat map sets, or the folder itself."""
+    if is_case_folder(folder):
+        return [Job(folder.name, {"case_dir": folder})]
+    folders = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    jobs = [_job_for_folder(path) for path in folders] + _map_set_jobs(folder)
+    if not jobs:
         raise InputError(
-            f"no studies in {root}: give case folders (cbf.nii.gz, ...) or files named <case>_<map>.nii.gz"
+            f"{folder} holds no studies: give a folder of case or DICOM folders, files named "
+            "<id>_<map>.nii.gz, or a CSV"
         )
-    return cases
+    return jobs
 
 
-def _volume_columns() -> list[str]:
-    return [
-        "case", "status", "core_ml", "penumbra_ml", "hypoperfused_ml", "mismatch_ratio",
-        "mismatch_volume_ml", "core_below_max", "ratio_at_least_min", "mismatch_volume_at_least_min",
-        "target_mismatch", "device", "seconds", "message",
-    ]
+def jobs_from_csv(path: Path) -> list[Job]:
+    """The studies listed in a CSV (see the module doc for the columns)."""
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        columns = [c.strip().lower() for c in reader.fieldnames or []]
+        unknown = [c for c in columns if c not in (*CSV_SOURCE_COLUMNS, "id", "nihss")]
+        if unknown:
+            raise InputError(
+                f"{path.name}: unknown column(s) {', '.join(unknown)}; use id, nihss, {', '.join(CSV_SOURCE_COLUMNS)}"
+            )
+        jobs = [_job_from_row(path.parent, number, raw) for number, raw in enumerate(reader, start=2)]
+    ids = [job.study_id for job in jobs]
+    if len(set(ids)) < len(ids):
+        raise InputError(f"{path.name}: study ids repeat; give every row a unique id")
+    return jobs
 
 
-def _write_csv(rows: list[dict], path: Path) -> Path:
-    return write_csv_atomically(path, rows, _volume_columns())
+def _job_from_row(base: Path, number: int, raw: dict) -> Job:
+    row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+
+    def resolve(value: str) -> Path:
+        return (base / value).resolve()
+
+    job = Job(row.get("id") or f"row{number}", nihss=row.get("nihss") or None)
+    if row.get("case"):
+        job.source = {"case_dir": resolve(row["case"])}
+    elif row.get("dicom"):
+        job.source = {"dicom_dir": resolve(row["dicom"])}
+    elif row.get("ctp"):
+        job.source = {"ctp_file": resolve(row["ctp"])}
+    else:
+        job.source = {"map_files": {n: resolve(row[n]) for n in MAP_NAMES if row.get(n)}}
+    return job
 
 
-def _dicom_nodes(scene, case: BatchCase, method) -> dict:
-    """Volume nodes of a DICOM study's maps (computed from its CTP series when it has no maps).
+def collect_jobs(source: str | Path) -> list[Job]:
+    """Every study of a batch source: a CSV file or a folder."""
+    source = Path(source)
+    if source.is_file():
+        return jobs_from_csv(source)
+    if not source.is_dir():
+        raise InputError(f"{source}: no such folder or CSV file; give a folder of studies or a CSV")
+    return jobs_from_folder(source)
 
-    DICOM holds no NIHSS: it comes from ``--nihss``.
-    """
-    from . import mrml_glue
+
+def shard_jobs(jobs: list[Job], k: int, n: int) -> list[Job]:
+    """The K-th of N interleaved parts of the jobs sorted by id (every job in exactly one part)."""
+    ordered = sorted(jobs, key=lambda job: job.study_id)
+    return [job for index, job in enumerate(ordered) if index % n == k - 1]
+
+
+def summary_row(result, output: Path, seconds: float) -> dict:
+    """The summary CSV row of a segmented study (volumes in ml with 2 decimals)."""
+    volumes = result.volumes
+    return {
+        "id": result.study.study_id, "status": "ok",
+        "core_ml": f"{volumes.core_ml:.2f}", "penumbra_ml": f"{volumes.penumbra_ml:.2f}",
+        "hypoperfused_ml": f"{volumes.hypoperfused_ml:.2f}",
+        "mismatch_ratio": "" if volumes.mismatch_ratio is None else f"{volumes.mismatch_ratio:.2f}",
+        "mismatch_volume_ml": f"{volumes.mismatch_volume_ml:.2f}",
+        "target_mismatch": str(volumes.target_mismatch["target_mismatch"]).lower(),
+        "seconds": f"{seconds:.2f}", "output": str(output), "notes": " | ".join(result.notes), "message": "",
+    }
+
+
+def segment_job(job: Job, method, out: Path, *, formats=None, series_map=None, resample=False,
+                device="auto", overwrite=False):
+    """Load, segment and write one study into ``out/<id>``; returns the SegmentationResult."""
+    from .pipeline import segment_study, write_outputs
     from .studyio import load_study
 
-    needed = ("cbf", "tmax") if method == "threshold" else tuple(method.config.inputs)
-    study = load_study(dicom_dir=case.dicom_dir, needed=needed, study_id=case.case_id)
-    nodes = {
-        name: mrml_glue.add_volume_node(scene, study.maps[name], study.geometry, f"{case.case_id} {name.upper()}")
-        for name in BATCH_MAPS
-        if name in study.maps
-    }
-    return nodes
-
-
-def segment_case(case: BatchCase, output_dir: Path, *, method, device: str = "auto", nihss: int | None = None) -> dict:
-    """Segment one study into ``output_dir``; returns its CSV row. Errors propagate."""
-    from slicer import vtkMRMLScene
-
-    from . import imageio, mrml_glue
-
-    if case.problem:
-        raise InputError(case.problem)
-    started = time.perf_counter()
-    scene = vtkMRMLScene()
-    try:
-        if case.dicom_dir is not None:
-            nodes = _dicom_nodes(scene, case, method)
-        else:
-            nodes = {
-                name: mrml_glue.load_volume_file(scene, case.files[name], f"{case.case_id} {name.upper()}")
-                for name in BATCH_MAPS
-                if name in case.files
-            }
-        result = mrml_glue.segment_volumes(
-            scene,
-            nodes,
-            method=method,
-            nihss=case.nihss if case.nihss is not None else nihss,
-            device=device,
-            output_name=f"{case.case_id} core-penumbra",
-        )
-        mrml_glue.write_segmentation(result.segmentation_node, output_dir / f"{case.case_id}.seg.nrrd")
-        imageio.write_array(result.labels, result.geometry, output_dir / f"{case.case_id}_label.nii.gz")
-    finally:
-        scene.Clear(1)
-    volumes = result.volumes
-    row = {
-        "case": case.case_id,
-        "status": "ok",
-        "core_ml": f"{volumes.core_ml:.3f}",
-        "penumbra_ml": f"{volumes.penumbra_ml:.3f}",
-        "hypoperfused_ml": f"{volumes.hypoperfused_ml:.3f}",
-        "mismatch_ratio": "" if volumes.mismatch_ratio is None else f"{volumes.mismatch_ratio:.3f}",
-        "mismatch_volume_ml": f"{volumes.mismatch_volume_ml:.3f}",
-        "device": result.device,
-        "seconds": f"{time.perf_counter() - started:.2f}",
-        "message": "; ".join(result.notes),
-    }
-    row.update({key: int(bool(flag)) for key, flag in volumes.target_mismatch.items()})
-    return row
+    target = out / job.study_id
+    if target.exists() and not overwrite:
+        raise InputError(f"{target} already exists: remove it, choose another --out, or add --overwrite")
+    extra = {"series_map": series_map} if "dicom_dir" in job.source else {}
+    study = load_study(**job.source, nihss=job.nihss, needed=method.required_maps, resample=resample,
+                       study_id=job.study_id, **extra)
+    result = segment_study(study, method, device=device)
+    write_outputs(result, target, formats, overwrite=overwrite)
+    return result
 
 
 def run_batch(
-    input_dir: str | os.PathLike,
-    output_dir: str | os.PathLike,
+    jobs: Sequence[Job],
+    method,
+    out: Path,
+    summary: Path,
     *,
-    method="threshold",
-    device: str = "auto",
-    nihss: int | None = None,
-) -> list[dict]:
-    """Segment every study under ``input_dir`` into ``output_dir``; one CSV row per study.
+    on_done: Callable[[dict], None] | None = None,
+    **options,
+) -> tuple[list[dict], int]:
+    """Segment every job; returns the summary rows and the exit status.
 
-    ``method`` is ``"threshold"``, a model id or a bundle folder, loaded once for all studies.
-    ``nihss`` is used for studies whose ``case.json`` gives none. A study that fails gets a row
-    with ``status`` ``error`` and the reason; the others go on.
+    The exit status is 0 when every study is done, 2 when some had an input problem and none
+    failed otherwise, 1 when any failed for another reason. ``options`` go to :func:`segment_job`.
     """
-    from .mrml_glue import resolve_method
+    import time
 
-    cases = find_cases(input_dir)
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    method = resolve_method(method)
-    rows = []
-    for number, case in enumerate(cases, start=1):
-        logger.info("[%d/%d] %s", number, len(cases), case.case_id)
+    rows, worst = [], 0
+    for job in jobs:
+        started = time.perf_counter()
         try:
-            rows.append(segment_case(case, output, method=method, device=device, nihss=nihss))
-        except (CancelledError, KeyboardInterrupt):
+            result = segment_job(job, method, out, **options)
+            row = summary_row(result, out / job.study_id, time.perf_counter() - started)
+        except CancelledError:
             raise
         except InputError as error:
-            logger.error("%s: skipped: %s", case.case_id, error)
-            rows.append({"case": case.case_id, "status": "error", "message": str(error)})
-        except Exception as error:  # a crash on one study must not stop the batch
-            logger.exception("%s: skipped after an unexpected failure", case.case_id)
-            rows.append({"case": case.case_id, "status": "error", "message": f"{type(error).__name__}: {error}"})
-    _write_csv(rows, output / VOLUMES_CSV)
-    return rows
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="batch_segment",
-        description="Segment ischemic core and penumbra for a folder of CT perfusion studies "
-        "(decision support only).",
-    )
-    parser.add_argument("--input", required=True, type=Path, help="folder of case folders, a case folder, or <case>_<map>.nii.gz files")
-    parser.add_argument("--output", required=True, type=Path, help="folder for <case>.seg.nrrd, <case>_label.nii.gz, volumes.csv")
-    parser.add_argument("--method", default="threshold", help="'threshold', a registry model id or a bundle folder (default: threshold)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--nihss", type=int, default=None, help="NIHSS for studies whose case.json gives none (0-42)")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry; returns 0 when every study succeeded, 1 when some failed, 2 on bad usage."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:  # Slicer passes the separator through
-        argv = argv[1:]
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: _run(args), name="batch")
-
-
-def _run(args) -> int:
-    rows = run_batch(args.input, args.output, method=args.method, device=args.device, nihss=args.nihss)
-    failed = [row["case"] for row in rows if row["status"] != "ok"]
-    print(f"{len(rows) - len(failed)} of {len(rows)} studies segmented; volumes in {args.output / VOLUMES_CSV}")
-    if failed:
-        print(f"failed: {', '.join(failed)} (reasons in {VOLUMES_CSV})", file=sys.stderr)
-        return EXIT_FAILURE
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            log.warning("%s: %s", job.study_id, error)
+            row, worst = {"id": job.study_id, "status": "input-error", "message": str(error)}, worst or EXIT_USER_ERROR
+        except Exception as error:  # keep going: one broken study must not stop the archive
+            log.exception("%s failed", job.study_id)
+            row, worst = {"id": job.study_id, "status": "failed", "message": f"{type(error).__name__}: {error}"}, EXIT_FAILURE
+        rows.append(row)
+        write_csv_atomically(summary, rows, SUMMARY_COLUMNS)
+        if on_done is not None:
+            on_done(row)
+    return rows, worst

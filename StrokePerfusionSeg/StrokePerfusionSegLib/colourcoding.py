@@ -218,3 +218,24 @@ def decode_colour_map(rgb: np.ndarray, name: str, *, source: str = "colour map")
         overlay_outside=int(np.count_nonzero(~black & ~head)),
         off_table_inside=int(off_inside.sum()),
     )
+
+
+def decode_colour_input(rgb: np.ndarray, name: str, origin: str, notes: list[str]) -> np.ndarray:
+    """Values of a colour-coded map ``(z, y, x, 3)`` uint8 in its unit; appends one note to ``notes``.
+
+    Every front end (files, DICOM, Slicer volumes, the predictor) reads colour-coded maps through
+    :func:`decode_colour_map`, and this is how they tell the user.
+    """
+    decoded = decode_colour_map(rgb, name, source=origin)
+    spec = map_spec(name)
+    note = (
+        f"{name}: colour-coded ({origin}); decoded with the product's colour table, so values are "
+        f"quantised to 1/255 of {spec.window[0]:g}..{spec.window[1]:g} {spec.unit}"
+    )
+    if decoded.overlay_outside or decoded.off_table_inside:
+        note += (
+            f"; masked {decoded.overlay_outside} overlay pixel(s) outside the head and filled "
+            f"{decoded.off_table_inside} off-table pixel(s) inside it from their neighbours"
+        )
+    notes.append(note)
+    return decoded.values

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import colourcoding, mapspecs
+from . import mapspecs
 from .brainmask import brain_mask_from_mip
+from .colourcoding import decode_colour_input
 from .encoding import encode_inputs, is_colour_coded
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
@@ -75,6 +76,7 @@ def predict(
     method,
     nihss: float | None = None,
     mip: np.ndarray | None = None,
+    brain_mask: np.ndarray | None = None,
     device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -100,6 +102,9 @@ def predict(
     mip : (z, y, x) ndarray or None
         MIP in HU for the brain mask (else ``images["mip"]``). Without it a 4-class model
         decides background itself; 3-class models and thresholding require it.
+    brain_mask : (z, y, x) bool ndarray or None
+        The brain mask when the caller already has it (the perfusion analysis made one from the
+        same MIP); replaces the one derived from ``mip``.
     device : {"auto", "cpu", "cuda"} or "cuda:N"
     progress : callable(done_slices, total_slices), optional
         Called after each batch.
@@ -121,13 +126,13 @@ def predict(
     if isinstance(method, str):
         if method != "threshold":
             raise InputError(f"unknown method '{method}': give a model bundle or 'threshold'")
-        return _predict_threshold(images, spacing, mip, threshold_params, start)
+        return _predict_threshold(images, spacing, mip, brain_mask, threshold_params, start)
     if not (hasattr(method, "model") and hasattr(method, "config")):
         raise InputError(
             f"method must be a model bundle (bundle.load_bundle) or 'threshold', got {type(method).__name__}"
         )
     return _predict_network(
-        images, spacing, method, nihss, mip, device, progress, cancel, memory_budget_mb, precision, start
+        images, spacing, method, nihss, mip, brain_mask, device, progress, cancel, memory_budget_mb, precision, start
     )
 
 
@@ -188,34 +193,36 @@ def _scalar_map(name: str, image: np.ndarray, notes: list[str]) -> np.ndarray:
         np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2])
     ):
         raise InputError(f"'{name}' is shown in grey levels but was given in colour: give the scalar {name} in HU")
-    low, high = mapspecs.map_spec(name).window
-    notes.append(
-        f"{name} was colour-coded; decoded with the product's look-up table, so values are "
-        f"quantised to 1/255 of {low:g}..{high:g} {mapspecs.map_spec(name).unit} and clipped to that window"
-    )
-    return colourcoding.decode_rgb(image, name)
+    return decode_colour_input(image, name, f"colour-coded {name}", notes)
 
 
-def _brain_mask(mip, images, spacing, grid, notes) -> np.ndarray | None:
-    if mip is None:
-        mip = images.get("mip")
-    if mip is None:
+def _brain_mask(mip, given, images, spacing, grid, notes) -> np.ndarray | None:
+    if given is not None:
+        if tuple(np.shape(given)) != grid:
+            raise ValueError(f"brain_mask has shape {np.shape(given)} but the maps have {grid}")
+        mask = np.asarray(given, dtype=bool)
+    elif mip is None and images.get("mip") is None:
         return None
+    else:
+        mask = _mip_brain_mask(mip if mip is not None else images["mip"], spacing, grid, notes)
+    if not mask.any():
+        notes.append("the brain mask is empty: no brain tissue found, every voxel is background")
+    return mask
+
+
+def _mip_brain_mask(mip, spacing, grid, notes) -> np.ndarray:
     mip = _scalar_map("mip", mip, notes)
     if tuple(np.shape(mip)) != grid:
         raise InputError(
             f"the MIP has shape {np.shape(mip)} but the maps have {grid}: give the MIP of the same study grid"
         )
-    mask = brain_mask_from_mip(mip, spacing)
-    if not mask.any():
-        notes.append("the MIP brain mask is empty: no brain tissue found, every voxel is background")
-    return mask
+    return brain_mask_from_mip(mip, spacing)
 
 
 # --- threshold method ---------------------------------------------------------------------
 
 
-def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
+def _predict_threshold(images, spacing, mip, given_mask, params, start) -> Prediction:
     from .thresholding import ThresholdParams, threshold_segmentation
 
     params = ThresholdParams() if params is None else params
@@ -229,7 +236,7 @@ def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
     grid = _check_grid(images, ("cbf", "tmax"))
     cbf = _scalar_map("cbf", images["cbf"], notes)
     tmax = _scalar_map("tmax", images["tmax"], notes)
-    mask = _brain_mask(mip, images, spacing, grid, notes)
+    mask = _brain_mask(mip, given_mask, images, spacing, grid, notes)
     if mask is None:
         raise InputError("the threshold method needs the MIP for the brain mask: give mip (HU)")
     checked = time.perf_counter()
@@ -243,7 +250,7 @@ def _predict_threshold(images, spacing, mip, params, start) -> Prediction:
 
 
 def _predict_network(
-    images, spacing, bundle, nihss, mip, device, progress, cancel, memory_budget_mb, precision, start
+    images, spacing, bundle, nihss, mip, given_mask, device, progress, cancel, memory_budget_mb, precision, start
 ) -> Prediction:
     config = bundle.config
     notes: list[str] = []
@@ -262,7 +269,7 @@ def _predict_network(
     converted = [name for name in config.inputs
                  if is_colour_coded(np.asarray(images[name])) != (config.encoding == "rgb")]
     if converted and config.encoding == "rgb":
-        notes.append(f"{', '.join(converted)} colour-coded with the product's look-up table (maps.py), "
+        notes.append(f"{', '.join(converted)} colour-coded with the product's look-up table (colourcoding.py), "
                      "as this model reads colour-coded maps")
     elif converted:
         notes.append(f"{', '.join(converted)} decoded from colour to values for this scalar-input model "
@@ -272,7 +279,7 @@ def _predict_network(
         raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")
     torch_device = _resolve_device(device)
     dtype = _autocast_dtype(precision, torch_device)
-    mask = _brain_mask(mip, images, spacing, grid, notes)
+    mask = _brain_mask(mip, given_mask, images, spacing, grid, notes)
     if mask is None:
         if config.num_classes == 3:
             raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")

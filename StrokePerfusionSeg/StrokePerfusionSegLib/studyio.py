@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from . import imageio
 from .errors import InputError
 from .nihss import check_nihss
+from .colourcoding import decode_colour_input
 from .imageio import Geometry
 from .mapspecs import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
 
@@ -61,8 +62,11 @@ class Study:
         Segmentation refers to.
     dt_s : float or None
         Frame interval of the CTP (s) when the maps were computed.
+    brain_mask : ndarray of bool, shape (z, y, x), or None
+        The perfusion analysis' brain mask when the maps were computed here from a CTP (the
+        segmentation reuses it instead of deriving it again from the MIP).
     notes : list of str
-        What was assumed, converted or masked on the way.
+        What was assumed, converted or masked on the way, the perfusion analysis' notes included.
     timings : dict of str to float
         Seconds per stage (``read``, ``perfusion``).
     """
@@ -74,6 +78,7 @@ class Study:
     source: dict = field(default_factory=dict)
     reference_headers: list | None = None
     dt_s: float | None = None
+    brain_mask: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -86,8 +91,8 @@ class Study:
         return self.reference_headers is not None
 
 
-class _Grid:
-    """Checks (or resamples) every map onto the first map's grid."""
+class GridCheck:
+    """Checks (or resamples) every map onto the first map's grid; resampling is noted."""
 
     def __init__(self, resample: bool, notes: list[str]):
         self.resample = resample
@@ -110,13 +115,22 @@ class _Grid:
                 "export all maps on one grid, or allow resampling (--resample)"
             )
         resampled = imageio.resample_onto(values.astype(np.float32), geometry, self.geometry, self.shape)
-        note = f"{name}: resampled linearly onto the {self.first.upper()} grid"
+        note = f"{name.upper()} ({origin}): resampled linearly onto the {self.first.upper()} grid"
         log.warning(note)
         self.notes.append(note)
         return resampled.astype(np.float32)
 
 
-def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> dict[str, np.ndarray]:
+@dataclass
+class _ComputedMaps:
+    """The perfusion analysis' output that a study keeps."""
+
+    maps: dict[str, np.ndarray]
+    brain_mask: np.ndarray
+    notes: list[str]
+
+
+def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> _ComputedMaps:
     from .perfusion import compute_perfusion_maps
 
     start = time.perf_counter()
@@ -126,7 +140,8 @@ def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> di
         method=method, progress=progress, cancel=cancel,
     )
     timings["perfusion"] = time.perf_counter() - start
-    return {name: np.asarray(values, dtype=np.float32) for name, values in result.maps.items()}
+    maps = {name: np.asarray(values, dtype=np.float32) for name, values in result.maps.items()}
+    return _ComputedMaps(maps, np.asarray(result.brain_mask, dtype=bool), list(result.notes))
 
 
 def _wanted(needed: Sequence[str]) -> tuple[str, ...]:
@@ -135,7 +150,24 @@ def _wanted(needed: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*needed, *OPTIONAL_MAPS)))
 
 
-def _from_case(folder, needed, *, perfusion_method, progress, cancel, timings):
+@dataclass
+class _Loaded:
+    """What one source gave: maps on ``grid`` and how they were obtained."""
+
+    label: str
+    maps: dict[str, np.ndarray]
+    source: dict
+    nihss: int | None = None
+    reference_headers: list | None = None
+    dt_s: float | None = None
+    brain_mask: np.ndarray | None = None
+
+
+def _computed_source(origin: str, maps, method: str) -> dict:
+    return {name: {"from": origin, "kind": "computed", "method": method} for name in maps}
+
+
+def _from_case(folder, needed, grid: GridCheck, notes, *, perfusion_method, progress, cancel, timings) -> _Loaded:
     from .casefolder import load_case
 
     folder = Path(folder)
@@ -148,38 +180,39 @@ def _from_case(folder, needed, *, perfusion_method, progress, cancel, timings):
             "and no ctp.nii.gz to compute them from; add the maps or the CTP"
         )
     case = load_case(folder, maps=() if with_ctp else tuple(present), with_ctp=with_ctp, with_label=False)
-    source = {"kind": "case", "case": folder.name, "maps": {}}
+    loaded = _Loaded(case.case_id, {}, {"kind": "case", "case": folder.name, "maps": {}}, case.nihss, dt_s=case.dt_s)
     if with_ctp:
-        maps = _maps_from_ctp(case.ctp, case.dt_s, case.geometry, perfusion_method, progress, cancel, timings)
-        source["maps"] = {n: {"from": "ctp.nii.gz", "kind": "computed", "method": perfusion_method} for n in maps}
+        computed = _maps_from_ctp(case.ctp, case.dt_s, case.geometry, perfusion_method, progress, cancel, timings)
+        notes.extend(computed.notes)
+        loaded.brain_mask = computed.brain_mask
+        loaded.source["maps"] = _computed_source("ctp.nii.gz", computed.maps, perfusion_method)
+        maps = computed.maps
     else:
         maps = case.maps
-        source["maps"] = {n: {"from": f"{n}.nii.gz", "kind": "quantitative"} for n in maps}
-    return case.case_id, case.geometry, maps, case.nihss, source, case.dt_s
+        loaded.source["maps"] = {n: {"from": f"{n}.nii.gz", "kind": "quantitative"} for n in maps}
+    loaded.maps = {name: grid.put(name, values, case.geometry, f"{name}.nii.gz") for name, values in maps.items()}
+    return loaded
 
 
-def _from_files(map_files: Mapping[str, os.PathLike], needed, grid: _Grid, notes):
-    from .colourcoding import decode_colour_map
-
+def _from_files(map_files: Mapping[str, os.PathLike], needed, grid: GridCheck, notes) -> _Loaded:
     missing = [n for n in needed if n not in map_files]
     if missing:
         raise InputError(f"missing map file(s) for {', '.join(missing)}: give --{' --'.join(missing)} FILE")
-    maps, source = {}, {"kind": "files", "maps": {}}
+    loaded = _Loaded(Path(next(iter(map_files.values()))).parent.name, {}, {"kind": "files", "maps": {}})
     for name, path in map_files.items():
         map_spec(name)
         values, geometry, image = imageio.read_array(path)
         kind = "quantitative"
         if image.GetNumberOfComponentsPerPixel() == 3 and values.dtype == np.uint8:
-            decoded = decode_colour_map(values, name, source=Path(path).name)
-            values, kind = decoded.values, "colour"
+            values, kind = decode_colour_input(values, name, Path(path).name, notes), "colour"
         elif values.ndim != 3:
             raise InputError(f"{Path(path).name} for {name.upper()} must be a 3D map, got shape {values.shape}")
-        maps[name] = grid.put(name, values.astype(np.float32), geometry, Path(path).name)
-        source["maps"][name] = {"from": Path(path).name, "kind": kind}
-    return maps, source
+        loaded.maps[name] = grid.put(name, values.astype(np.float32), geometry, Path(path).name)
+        loaded.source["maps"][name] = {"from": Path(path).name, "kind": kind}
+    return loaded
 
 
-def _from_ctp_file(path, dt_s, *, perfusion_method, progress, cancel, timings):
+def _from_ctp_file(path, dt_s, grid: GridCheck, notes, *, perfusion_method, progress, cancel, timings) -> _Loaded:
     image = imageio.read_image(path)
     if image.GetDimension() != 4:
         raise InputError(f"{Path(path).name} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t)")
@@ -187,14 +220,19 @@ def _from_ctp_file(path, dt_s, *, perfusion_method, progress, cancel, timings):
     if not frame_interval > 0:
         raise InputError(f"{Path(path).name} has no usable frame interval: give --dt SECONDS")
     geometry = Geometry.from_image(image)
-    ctp = sitk.GetArrayViewFromImage(image)
-    maps = _maps_from_ctp(ctp, frame_interval, geometry, perfusion_method, progress, cancel, timings)
-    source = {"kind": "ctp", "ctp": Path(path).name, "dt_s": frame_interval,
-              "maps": {n: {"from": Path(path).name, "kind": "computed", "method": perfusion_method} for n in maps}}
-    return geometry, maps, source, frame_interval
+    computed = _maps_from_ctp(
+        sitk.GetArrayViewFromImage(image), frame_interval, geometry, perfusion_method, progress, cancel, timings
+    )
+    notes.extend(computed.notes)
+    name = Path(path).name
+    source = {"kind": "ctp", "ctp": name, "dt_s": frame_interval,
+              "maps": _computed_source(name, computed.maps, perfusion_method)}
+    maps = {key: grid.put(key, values, geometry, name) for key, values in computed.maps.items()}
+    return _Loaded(name.split(".")[0], maps, source, dt_s=frame_interval, brain_mask=computed.brain_mask)
 
 
-def _from_dicom(folder, needed, series_map, grid: _Grid, notes, *, perfusion_method, progress, cancel, timings):
+def _from_dicom(folder, needed, series_map, grid: GridCheck, notes, *, perfusion_method, progress, cancel,
+                timings) -> _Loaded:
     from . import dicom
 
     scan = dicom.scan_folder(folder)
@@ -211,31 +249,34 @@ def _from_dicom(folder, needed, series_map, grid: _Grid, notes, *, perfusion_met
             f"no CT perfusion series in {folder} ({scan.describe_series()}): give the folder that holds "
             "the CTP or the map series, or name them with --map NAME=<SeriesInstanceUID>"
         )
-    source = {"kind": "dicom", "folder": Path(folder).name, "maps": {}}
+    loaded = _Loaded(Path(folder).name, {}, {"kind": "dicom", "folder": Path(folder).name, "maps": {}})
     if missing and recognition.maps and recognition.unrecognised:
         # Some maps are there under known names: the others are most likely there too, under
         # names this product does not know, so ask rather than silently recompute from the CTP.
         raise recognition.missing_map_error(missing[0], scan)
     if missing and recognition.ctp is not None:
         volume = dicom.read_ctp_series(recognition.ctp)
-        maps = _maps_from_ctp(volume.values, volume.dt_s, volume.geometry, perfusion_method, progress, cancel, timings)
+        computed = _maps_from_ctp(volume.values, volume.dt_s, volume.geometry, perfusion_method, progress, cancel,
+                                  timings)
+        notes.extend(computed.notes)
         description = recognition.ctp.description
-        source["maps"] = {n: {"from": description, "kind": "computed", "method": perfusion_method} for n in maps}
-        grid.put("ctp", maps["cbf"], volume.geometry, description)
-        return maps, source, volume.slice_headers, volume.dt_s
+        loaded.maps = {name: grid.put(name, values, volume.geometry, description)
+                       for name, values in computed.maps.items()}
+        loaded.source["maps"] = _computed_source(description, computed.maps, perfusion_method)
+        loaded.reference_headers, loaded.dt_s, loaded.brain_mask = volume.slice_headers, volume.dt_s, computed.brain_mask
+        return loaded
     if missing:
         raise recognition.missing_map_error(missing[0], scan)
-    maps, reference = {}, None
     for name in _wanted(needed):
         if name not in recognition.maps:
             continue
         series = recognition.maps[name]
         volume = dicom.read_map_series(series, name)
         notes.extend(volume.notes)
-        maps[name] = grid.put(name, volume.values, volume.geometry, series.label)
-        source["maps"][name] = {"from": series.description, "kind": volume.kind}
-        reference = reference or volume.slice_headers
-    return maps, source, reference, None
+        loaded.maps[name] = grid.put(name, volume.values, volume.geometry, series.label)
+        loaded.source["maps"][name] = {"from": series.description, "kind": volume.kind}
+        loaded.reference_headers = loaded.reference_headers or volume.slice_headers
+    return loaded
 
 
 def load_study(
@@ -287,34 +328,26 @@ def load_study(
     start = time.perf_counter()
     notes: list[str] = []
     timings: dict[str, float] = {}
-    grid = _Grid(resample, notes)
-    reference = None
-    frame_interval = None
-    stored_nihss = None
-    options = dict(perfusion_method=perfusion_method, progress=progress, cancel=cancel, timings=timings)
+    grid = GridCheck(resample, notes)
+    analysis = dict(perfusion_method=perfusion_method, progress=progress, cancel=cancel, timings=timings)
     if case_dir:
-        label, geometry, maps, stored_nihss, source, frame_interval = _from_case(case_dir, needed, **options)
-        for name, values in maps.items():
-            grid.put(name, values, geometry, f"{name}.nii.gz")
+        loaded = _from_case(case_dir, needed, grid, notes, **analysis)
     elif dicom_dir:
-        label = Path(dicom_dir).name
-        maps, source, reference, frame_interval = _from_dicom(dicom_dir, needed, series_map, grid, notes, **options)
+        loaded = _from_dicom(dicom_dir, needed, series_map, grid, notes, **analysis)
     elif map_files:
-        label = Path(next(iter(map_files.values()))).parent.name
-        maps, source = _from_files(map_files, needed, grid, notes)
+        loaded = _from_files(map_files, needed, grid, notes)
     else:
-        label = Path(ctp_file).name.split(".")[0]
-        geometry, maps, source, frame_interval = _from_ctp_file(ctp_file, dt_s, **options)
-        grid.put("cbf", maps["cbf"], geometry, Path(ctp_file).name)
+        loaded = _from_ctp_file(ctp_file, dt_s, grid, notes, **analysis)
     timings["read"] = time.perf_counter() - start - timings.get("perfusion", 0.0)
     return Study(
-        study_id=study_id or label,
+        study_id=study_id or loaded.label,
         geometry=grid.geometry,
-        maps={n: maps[n] for n in MAP_NAMES if n in maps},
-        nihss=check_nihss(nihss if nihss is not None else stored_nihss),
-        source=source,
-        reference_headers=reference,
-        dt_s=frame_interval,
+        maps={n: loaded.maps[n] for n in MAP_NAMES if n in loaded.maps},
+        nihss=check_nihss(nihss if nihss is not None else loaded.nihss),
+        source=loaded.source,
+        reference_headers=loaded.reference_headers,
+        dt_s=loaded.dt_s,
+        brain_mask=loaded.brain_mask,
         notes=notes,
         timings=timings,
     )

@@ -35,10 +35,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..atomic import staged_folder
     from ..phantom import PhantomConfig, save_study, simulate
+    from ..batch import Job, segment_job
+    from ..pipeline import THRESHOLD, resolve_method
     from ..volumes import lesion_volumes
-    from .segment import Job, load_method, segment_job
 
-    method = load_method(args.method, None, args.device)  # fail early when no model is installed
+    method = resolve_method(THRESHOLD if args.method == "threshold" else None)  # fail early: no model installed
     config = PhantomConfig(size=args.size, slices=args.slices)
     with staged_folder(args.out) as staging:
         start = time.perf_counter()
@@ -51,21 +52,22 @@ def run(args) -> int:
             f"CTP simulated and maps computed ({config.perfusion_method}) in {time.perf_counter() - start:.1f} s"
         )
         save_study(study, staging / "study")
-        row = segment_job(
-            Job(DEMO_CASE_ID, {"case_dir": staging / "study"}, nihss=case.nihss), method, staging / "results",
-            requested_formats=None, series_map=None, resample=False, device=args.device, overwrite=False,
-        )
+        result = segment_job(Job(DEMO_CASE_ID, {"case_dir": staging / "study"}, nihss=case.nihss), method,
+                             staging / "results", device=args.device)
     truth = lesion_volumes(case.label, spacing)
-    used = f"model {method.model_id} {method.model_version}" if method.bundle else "thresholds"
-    print(f"segmented with {used} in {row['seconds']} s (reading, segmenting, writing)")
+    volumes = result.volumes
+    print(f"segmented with {method.display_name} in {result.timings['total']:.1f} s (reading, segmenting, writing)")
     print(f"{'':18}{'predicted':>10}{'truth':>10}")
     for name, predicted, true in (
-        ("core", row["core_ml"], truth.core_ml),
-        ("penumbra", row["penumbra_ml"], truth.penumbra_ml),
-        ("hypoperfused", row["hypoperfused_ml"], truth.hypoperfused_ml),
+        ("core", volumes.core_ml, truth.core_ml),
+        ("penumbra", volumes.penumbra_ml, truth.penumbra_ml),
+        ("hypoperfused", volumes.hypoperfused_ml, truth.hypoperfused_ml),
     ):
-        print(f"{name + ' (ml)':18}{float(predicted):10.1f}{true:10.1f}")
-    print(f"mismatch ratio {row['mismatch_ratio'] or 'n/a'}, mismatch volume {row['mismatch_volume_ml']} ml, "
-          f"target mismatch {row['target_mismatch']} (decision support only)")
+        print(f"{name + ' (ml)':18}{predicted:10.1f}{true:10.1f}")
+    ratio = "n/a" if volumes.mismatch_ratio is None else f"{volumes.mismatch_ratio:.2f}"
+    print(f"mismatch ratio {ratio}, mismatch volume {volumes.mismatch_volume_ml:.2f} ml, "
+          f"target mismatch {str(volumes.target_mismatch['target_mismatch']).lower()} (decision support only)")
+    for note in result.notes:
+        print(f"note: {note}")
     print(f"outputs: {args.out / 'results' / DEMO_CASE_ID}")
     return 0

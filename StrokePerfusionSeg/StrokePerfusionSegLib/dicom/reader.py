@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import Geometry
 from ..mapspecs import map_spec
-from ..colourcoding import decode_colour_map
+from ..colourcoding import decode_colour_input
 from .scan import Series
 from .volume import is_colour, read_volume, stack_series, stored_unit
 
@@ -77,14 +77,9 @@ def read_map_series(series: Series, name: str) -> SeriesVolume:
     headers = stack.headers[0]
     pixels = read_volume(headers)
     if is_colour(headers[0]):
-        decoded = decode_colour_map(pixels, name, source=series.label)
-        notes = []
-        if decoded.overlay_outside or decoded.off_table_inside:
-            notes.append(
-                f"{name}: masked {decoded.overlay_outside} overlay pixels outside the head and filled "
-                f"{decoded.off_table_inside} off-table pixels inside it"
-            )
-        return SeriesVolume(decoded.values, stack.geometry, headers, "colour", notes=notes)
+        notes: list[str] = []
+        values = decode_colour_input(pixels, name, series.label, notes)
+        return SeriesVolume(values, stack.geometry, headers, "colour", notes=notes)
     factor, notes = _unit_factor(stored_unit(headers[0]), name, series)
     return SeriesVolume((pixels * np.float32(factor)).astype(np.float32), stack.geometry, headers, "quantitative", notes=notes)
 

@@ -2,7 +2,8 @@
 
 The file holds one labelmap layer whose voxel values are the product's labels (3 ischemic
 core, 2 penumbra, 0 elsewhere; the brain label is not a segment), and per segment its name,
-colour and terminology entry from :mod:`~StrokePerfusionSegLib.labels`, so Slicer shows
+colour and terminology entry from :mod:`~StrokePerfusionSegLib.labels` (in the context of
+:mod:`~StrokePerfusionSegLib.terminology`), so Slicer shows
 "Ischemic core" and "Penumbra" with their standard colours and codes.
 """
 
@@ -14,11 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..imageio import Geometry
-from ..labels import LESION_SEGMENTS
 from ..atomic import write_file_atomically
-
-#: Terminology context Slicer records for DICOM-coded segments.
-TERMINOLOGY_CONTEXT = "Segmentation category and type - DICOM master list"
+from ..labels import LESION_SEGMENTS
+from ..terminology import TERMINOLOGY_CONTEXT
 
 
 def ijk_to_lps(geometry: Geometry) -> np.ndarray:
