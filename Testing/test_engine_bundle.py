@@ -10,14 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from StrokePerfusionSegLib import colourcoding, mapspecs
-from StrokePerfusionSegLib.bundle import (
-    MANIFEST_FILE,
-    WEIGHTS_FILE,
-    load_bundle,
-    save_bundle,
-    sha256_file,
-    validate_bundle,
-)
+from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
+from StrokePerfusionSegLib.bundleformat import MANIFEST_FILE, WEIGHTS_FILE, sha256_file, validate_bundle
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.networks import ModelConfig, build_model
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from StrokePerfusionSegLib import registry as registry_module
-from StrokePerfusionSegLib.bundle import MANIFEST_FILE, load_bundle, save_bundle
+from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
+from StrokePerfusionSegLib.bundleformat import MANIFEST_FILE
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.networks import ModelConfig, build_model
 from StrokePerfusionSegLib.registry import (

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     parser.add_argument("--width", type=float, default=1.0, help="SF width for the bundle round trip")
     args = parser.parse_args(argv)
 
-    from StrokePerfusionSegLib.bundle import load_bundle, save_bundle, validate_bundle
+    from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
+    from StrokePerfusionSegLib.bundleformat import validate_bundle
     from StrokePerfusionSegLib.encoding import encode_inputs
     from StrokePerfusionSegLib.losses import FocalTverskyLoss
     from StrokePerfusionSegLib.metrics import case_metrics

@@ -8,6 +8,7 @@ The pieces, one concern per module:
 * :mod:`training.checkpoints` - early stopping, last/best checkpoints;
 * :mod:`training.trainer` - :func:`fit` (stages, resume, logs, DDP);
 * :mod:`training.experiments` - the paper's experiments as config grids;
+* :mod:`training.names` - file-system-safe names of runs and methods;
 * :mod:`training.evaluate` - Tables 1-3 style reports beside the thresholding baseline;
 * :mod:`training.export` - a run becomes a model bundle.
 """

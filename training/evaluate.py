@@ -37,6 +37,7 @@ from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.thresholding import ThresholdParams
 
 from . import data
+from .names import folder_name
 
 THRESHOLD = "threshold"
 #: Name the thresholding baseline has in tables.
@@ -337,7 +338,7 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
             if method == THRESHOLD:
                 continue
             montage = plot_montage(name, rows, by_id, predictions,
-                                   out_dir / f"montage_{_safe(name)}.png", montage_case_count)
+                                   out_dir / f"montage_{folder_name(name)}.png", montage_case_count)
             if montage is not None:
                 report.files.append(montage)
                 report.markdown += f"\n![Best and worst patients of {name}]({montage.name})\n"
@@ -345,8 +346,3 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
         report.files.append(out_dir / "report.md")
     return report
 
-
-def _safe(name: str) -> str:
-    from .experiments import folder_name
-
-    return folder_name(name)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from StrokePerfusionSegLib.errors import InputError
 
 from .config import TrainConfig, apply_overrides
+from .names import folder_name
 
 #: Folder of the experiment files shipped with the package.
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -32,11 +32,6 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 class PlannedRun:
     name: str
     config: TrainConfig
-
-
-def folder_name(run_name: str) -> str:
-    """A file-system-safe folder name for a run name like ``SFG(PMs,N) g=4/3``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_name).strip("_")
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:

@@ -1,4 +1,7 @@
-"""Model bundles: a folder ``<model-id>/`` with ``model.json`` and ``weights.safetensors``.
+"""Model bundles: write one, and load one (by folder or registered id) as a ready network.
+
+A bundle is a folder ``<model-id>/`` with ``model.json`` and ``weights.safetensors``; the
+format itself (file names, reading and validating a folder) is :mod:`bundleformat`.
 
 ``model.json`` records everything needed to rebuild and trust the model: id, version,
 architecture (:meth:`ModelConfig.to_dict`), inputs in branch order, the input encoding with
@@ -11,27 +14,26 @@ then that the tensors match the architecture exactly (names and shapes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
 from .encoding import encoding_manifest
 from .atomic import staged_folder, write_file_atomically
-from .errors import InputError
+from .bundleformat import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    check_model_id,
+    check_tensors,
+    sha256_file,
+    validate_bundle,
+)
 from .labels import CLASS_NAMES
-
-#: Version of the bundle layout this code writes; it reads this and older ones.
-FORMAT_VERSION = 1
-MANIFEST_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
-#: Model ids are folder names and URL parts: letters, digits, ".", "_", "-".
-MODEL_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_REQUIRED_KEYS = ("format_version", "id", "version", "architecture", "weights")
+from .registry import resolve_model
 
 
 @dataclass
@@ -63,24 +65,6 @@ class Bundle:
         return self.manifest["version"]
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_model_id(model_id: str) -> str:
-    """``model_id`` if it is a valid bundle id; an InputError otherwise."""
-    if not isinstance(model_id, str) or not MODEL_ID_PATTERN.fullmatch(model_id):
-        raise InputError(
-            f"invalid model id {model_id!r}: use letters, digits, '.', '_' or '-' (at most 100)"
-        )
-    return model_id
-
-
 def output_classes(num_classes: int) -> list[dict]:
     """Output channel -> label value and class name, for ``num_classes`` 4 or 3."""
     labels = sorted(CLASS_NAMES)[len(CLASS_NAMES) - num_classes :]
@@ -96,36 +80,6 @@ def _json_safe(value):
     if isinstance(value, (list, tuple)):
         return [_json_safe(item) for item in value]
     return value
-
-
-def _expected_shapes(config) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes of the model ``config`` describes, without allocating it."""
-    import torch
-
-    from .networks import build_model
-
-    with torch.device("meta"):
-        model = build_model(config)
-    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-
-
-def _compare_tensors(expected: dict, actual: dict, where: str) -> None:
-    missing = sorted(set(expected) - set(actual))
-    unexpected = sorted(set(actual) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(actual) if tuple(expected[name]) != tuple(actual[name]))
-    if missing or unexpected or wrong:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if wrong:
-            name = wrong[0]
-            problems.append(f"{len(wrong)} of wrong shape (e.g. {name} {actual[name]} != {expected[name]})")
-        raise InputError(
-            f"{where}: weights do not match the architecture in {MANIFEST_FILE} "
-            f"({'; '.join(problems)}): re-export the bundle from the model it was trained as"
-        )
 
 
 def save_bundle(
@@ -168,7 +122,7 @@ def save_bundle(
     check_model_id(model_id)
     target = Path(folder) / model_id
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    _compare_tensors(_expected_shapes(config), {n: tuple(t.shape) for n, t in state.items()}, f"model {model_id}")
+    check_tensors(config, {n: tuple(t.shape) for n, t in state.items()}, f"model {model_id}")
 
     with staged_folder(target, overwrite=overwrite) as staging:
         weights = staging / WEIGHTS_FILE
@@ -202,88 +156,6 @@ def save_bundle(
     return target
 
 
-def read_manifest(path: str | os.PathLike) -> dict:
-    """``model.json`` of the bundle folder ``path``, checked for the required keys."""
-    path = Path(path)
-    manifest_path = path / MANIFEST_FILE
-    if not path.is_dir() or not manifest_path.is_file():
-        inner = sorted(path.glob(f"*/{MANIFEST_FILE}")) if path.is_dir() else []
-        hint = f" (it holds the bundle {inner[0].parent}: pass that)" if len(inner) == 1 else ""
-        raise InputError(
-            f"no model bundle at {path}{hint}: give a folder holding {MANIFEST_FILE} and {WEIGHTS_FILE}"
-        )
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{manifest_path} is not readable JSON ({error}): copy the bundle again") from None
-    if not isinstance(manifest, dict):
-        raise InputError(f"{manifest_path} is not a JSON object: copy the bundle again")
-    missing = [key for key in _REQUIRED_KEYS if key not in manifest]
-    if missing:
-        raise InputError(f"{manifest_path} lacks '{missing[0]}': the bundle is incomplete, export it again")
-    if not isinstance(manifest["format_version"], int) or manifest["format_version"] > FORMAT_VERSION:
-        raise InputError(
-            f"bundle {path} has format version {manifest['format_version']!r}, this library reads "
-            f"up to {FORMAT_VERSION}: upgrade strokeperfusionseg"
-        )
-    return manifest
-
-
-def validate_bundle(path: str | os.PathLike, *, verify_checksum: bool = True):
-    """Check a bundle folder without loading its weights.
-
-    Checks ``model.json`` (readable, required keys, format version, a known architecture and
-    a consistent input list), that the weights file exists, its sha256 (unless
-    ``verify_checksum`` is False) and that its tensors match the architecture by name and
-    shape.
-
-    Returns
-    -------
-    (dict, ModelConfig)
-        The manifest and the model configuration.
-
-    Raises
-    ------
-    InputError
-        Naming the bundle and the fix, for every problem above.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    from .networks import ModelConfig
-
-    path = Path(path)
-    manifest = read_manifest(path)
-    try:
-        config = ModelConfig.from_dict(manifest["architecture"])
-    except InputError as error:
-        raise InputError(f"bundle {path}: {error}") from None
-    except TypeError as error:
-        raise InputError(f"bundle {path}: architecture in {MANIFEST_FILE} is malformed ({error})") from None
-    if "inputs" in manifest and list(manifest["inputs"]) != list(config.inputs):
-        raise InputError(
-            f"bundle {path}: inputs {manifest['inputs']} disagree with the architecture's "
-            f"{list(config.inputs)}: fix {MANIFEST_FILE}"
-        )
-    weights = path / WEIGHTS_FILE
-    if not weights.is_file():
-        raise InputError(f"bundle {path} lacks {WEIGHTS_FILE}: copy or download the bundle again")
-    expected_sha = manifest["weights"].get("sha256") if isinstance(manifest["weights"], dict) else None
-    if not expected_sha:
-        raise InputError(f"bundle {path}: {MANIFEST_FILE} records no weights sha256; export it again")
-    if verify_checksum and sha256_file(weights) != expected_sha:
-        raise InputError(
-            f"bundle {path}: {WEIGHTS_FILE} fails its sha256 check (corrupted or altered): "
-            "download or copy the bundle again"
-        )
-    try:
-        with safe_open(str(weights), framework="pt") as stream:
-            actual = {name: tuple(stream.get_slice(name).get_shape()) for name in stream.keys()}
-    except (SafetensorError, OSError) as error:
-        raise InputError(f"bundle {path}: {WEIGHTS_FILE} is not a readable safetensors file ({error})") from None
-    _compare_tensors(_expected_shapes(config), actual, f"bundle {path}")
-    return manifest, config
-
-
 def load_bundle(
     path_or_id: str | os.PathLike,
     *,
@@ -296,13 +168,12 @@ def load_bundle(
 
     ``path_or_id`` is resolved with :func:`registry.resolve_model` (which takes
     ``cache_dir``, ``offline_dir`` and ``allow_download``); the bundle is then validated
-    (:func:`validate_bundle`, sha256 included) before any tensor is read.
+    (:func:`bundleformat.validate_bundle`, sha256 included) before any tensor is read.
     """
     import torch
     from safetensors.torch import load_file
 
     from .networks import build_model
-    from .registry import resolve_model  # registry validates bundles with this module
 
     path = resolve_model(path_or_id, cache_dir=cache_dir, offline_dir=offline_dir, allow_download=allow_download)
     manifest, config = validate_bundle(path)

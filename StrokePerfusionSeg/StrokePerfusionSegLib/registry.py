@@ -21,7 +21,6 @@ ever downloaded at import or implicitly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .bundle import MANIFEST_FILE, check_model_id, read_manifest, validate_bundle
+from .bundleformat import MANIFEST_FILE, check_model_id, read_manifest, sha256_file, validate_bundle
 from .errors import InputError
 
 MODELS_DIR = Path(__file__).resolve().parent / "data" / "models"
@@ -155,41 +154,65 @@ def resolve_model(
         A bundle folder holding ``model.json`` (validated in full when it was just installed).
     """
     registry = registry or load_registry()
-    if id_or_path is None or id_or_path == "default":
-        if registry.default_model_id is None:
-            raise InputError(
-                "no default model is registered yet: train one (strokeperfusionseg-train) and pass its "
-                "bundle folder, or use the threshold method"
-            )
-        id_or_path = registry.default_model_id
+    id_or_path = _named_or_default(id_or_path, registry)
     if _looks_like_path(id_or_path):
         folder = Path(id_or_path).expanduser()
         read_manifest(folder)
         return folder.resolve()
-
     model_id = check_model_id(str(id_or_path))
     entry = registry.models.get(model_id)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    folder = _installed_bundle(model_id, entry, cache)
+    if folder is None and offline_dir is not None:
+        folder = _offline_bundle(model_id, entry, Path(offline_dir).expanduser(), cache)
+    if folder is not None:
+        return folder
+    return _download_registered(model_id, entry, registry, cache, allow_download, progress)
+
+
+def _named_or_default(id_or_path, registry: Registry):
+    """``id_or_path``, or the registry's default model id when it is None or ``"default"``."""
+    if id_or_path is not None and id_or_path != "default":
+        return id_or_path
+    if registry.default_model_id is None:
+        raise InputError(
+            "no default model is registered yet: train one (strokeperfusionseg-train) and pass its "
+            "bundle folder, or use the threshold method"
+        )
+    return registry.default_model_id
+
+
+def _installed_bundle(model_id: str, entry: RegistryEntry | None, cache: Path) -> Path | None:
+    """The bundle shipped with the package, or a cached copy of the registered version; else None."""
     if entry is not None and entry.bundled:
         folder = MODELS_DIR / (entry.path or model_id)
         read_manifest(folder)
         return folder
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cached = cache / model_id
     if (cached / MANIFEST_FILE).is_file() and (entry is None or _bundle_version(cached) == entry.version):
         return cached
-    if offline_dir is not None:
-        offline = Path(offline_dir).expanduser()
-        if (offline / model_id / MANIFEST_FILE).is_file():
-            return offline / model_id
-        archive = offline / f"{model_id}.zip"
-        if archive.is_file():
-            if entry is None or not entry.sha256:
-                raise InputError(
-                    f"{archive} cannot be verified: model '{model_id}' has no sha256 in the registry; "
-                    "unzip it and pass the bundle folder instead"
-                )
-            _check_archive(archive, entry)
-            return install_archive(archive, model_id, cache)
+    return None
+
+
+def _offline_bundle(model_id: str, entry: RegistryEntry | None, offline: Path, cache: Path) -> Path | None:
+    """``offline/<id>/``, or ``offline/<id>.zip`` verified and installed in ``cache``; else None."""
+    if (offline / model_id / MANIFEST_FILE).is_file():
+        return offline / model_id
+    archive = offline / f"{model_id}.zip"
+    if not archive.is_file():
+        return None
+    if entry is None or not entry.sha256:
+        raise InputError(
+            f"{archive} cannot be verified: model '{model_id}' has no sha256 in the registry; "
+            "unzip it and pass the bundle folder instead"
+        )
+    _check_archive(archive, entry)
+    return install_archive(archive, model_id, cache)
+
+
+def _download_registered(model_id: str, entry: RegistryEntry | None, registry: Registry, cache: Path,
+                         allow_download: bool, progress) -> Path:
+    """Download a registered model found nowhere else; an InputError saying why it cannot be."""
     if entry is None:
         known = ", ".join(sorted(registry.models)) or "none registered yet"
         raise InputError(
@@ -205,17 +228,8 @@ def resolve_model(
     return download_model(entry, cache, progress=progress)
 
 
-def _sha256_and_size(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def _check_archive(archive: Path, entry: RegistryEntry) -> None:
-    sha256, size = _sha256_and_size(archive)
+    sha256, size = sha256_file(archive), archive.stat().st_size
     if entry.size_bytes is not None and size != entry.size_bytes:
         raise InputError(
             f"{archive} of model '{entry.id}' has {size} bytes, the registry says {entry.size_bytes}: "
@@ -284,7 +298,7 @@ def install_archive(archive: str | os.PathLike, model_id: str, cache_dir: str | 
     """Unpack a verified bundle archive into ``cache_dir/<model_id>`` atomically.
 
     The archive holds the bundle folder or its files at the root. The bundle is validated in
-    full (:func:`bundle.validate_bundle`) and must carry ``model_id`` before it replaces any
+    full (:func:`bundleformat.validate_bundle`) and must carry ``model_id`` before it replaces any
     cached version.
     """
     archive, cache = Path(archive), Path(cache_dir)
