@@ -150,47 +150,20 @@ def load_case(
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
-    meta = {}
-    if (folder / CASE_JSON).is_file():
-        try:
-            meta = json.loads((folder / CASE_JSON).read_text())
-        except json.JSONDecodeError as error:
-            raise InputError(f"{folder / CASE_JSON} is not valid JSON ({error}); fix or remove it") from None
+    meta = _read_case_json(folder)
     case_id = str(meta.pop("id", folder.name))
     wanted = maps if maps is not None else tuple(n for n in MAP_NAMES if (folder / f"{n}.nii.gz").is_file())
-    geometry = None
-    loaded = {}
-    for name in wanted:
-        path = folder / f"{name}.nii.gz"
-        if not path.is_file():
-            raise InputError(f"case {case_id}: missing {path.name} in {folder}; add it or choose other inputs")
-        array, geometry = _read_checked(path, case_id, geometry)
-        if array.ndim != 3:
-            raise InputError(f"case {case_id}: {path.name} must be a 3D scalar image, got shape {array.shape}")
-        loaded[name] = array.astype(np.float32)
+    loaded, geometry = _read_maps(folder, case_id, wanted)
     rgb = {}
     if with_rgb:
-        for name in wanted:
-            path = folder / f"{name}_rgb.nii.gz"
-            if path.is_file():
-                rgb[name], geometry = _read_checked(path, case_id, geometry)
+        rgb, geometry = _read_rgb_copies(folder, case_id, wanted, geometry)
     label = None
     if with_label and (folder / "label.nii.gz").is_file():
-        label, geometry = _read_checked(folder / "label.nii.gz", case_id, geometry)
-        if label.size and (label.min() < 0 or label.max() > 3):
-            raise InputError(f"case {case_id}: label.nii.gz has values outside 0..3; relabel it")
-        label = label.astype(np.uint8)
+        label, geometry = _read_label(folder, case_id, geometry)
     ctp = None
     dt_s = meta.pop("dt_s", None)
     if with_ctp:
-        path = folder / "ctp.nii.gz"
-        if not path.is_file():
-            raise InputError(f"case {case_id}: no ctp.nii.gz in {folder}")
-        image = imageio.read_image(path)
-        ctp = imageio.sitk.GetArrayFromImage(image).astype(np.float32)
-        geometry = geometry or Geometry.from_image(image)
-        if dt_s is None and image.GetDimension() == 4:
-            dt_s = float(image.GetSpacing()[3])
+        ctp, geometry, dt_s = _read_ctp(folder, case_id, geometry, dt_s)
     if geometry is None:
         raise InputError(f"case folder {folder} holds no map, label or CTP image")
     meta.pop("units", None)
@@ -206,6 +179,65 @@ def load_case(
         label=label,
         meta=meta,
     )
+
+
+def _read_case_json(folder: Path) -> dict:
+    """``case.json`` of ``folder`` (empty when absent)."""
+    if not (folder / CASE_JSON).is_file():
+        return {}
+    try:
+        return json.loads((folder / CASE_JSON).read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{folder / CASE_JSON} is not valid JSON ({error}); fix or remove it") from None
+
+
+def _read_maps(folder: Path, case_id: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], Geometry | None]:
+    """The scalar maps ``names`` as float32 ``(z, y, x)`` on one grid, and that grid."""
+    geometry = None
+    loaded = {}
+    for name in names:
+        path = folder / f"{name}.nii.gz"
+        if not path.is_file():
+            raise InputError(f"case {case_id}: missing {path.name} in {folder}; add it or choose other inputs")
+        array, geometry = _read_checked(path, case_id, geometry)
+        if array.ndim != 3:
+            raise InputError(f"case {case_id}: {path.name} must be a 3D scalar image, got shape {array.shape}")
+        loaded[name] = array.astype(np.float32)
+    return loaded, geometry
+
+
+def _read_rgb_copies(folder: Path, case_id: str, names: tuple[str, ...], geometry: Geometry | None):
+    """The ``<name>_rgb`` copies present for ``names`` (uint8 ``(z, y, x, 3)``), and the grid."""
+    rgb = {}
+    for name in names:
+        path = folder / f"{name}_rgb.nii.gz"
+        if path.is_file():
+            rgb[name], geometry = _read_checked(path, case_id, geometry)
+    return rgb, geometry
+
+
+def _read_label(folder: Path, case_id: str, geometry: Geometry | None) -> tuple[np.ndarray, Geometry]:
+    """``label.nii.gz`` as uint8 0..3, and the grid."""
+    label, geometry = _read_checked(folder / "label.nii.gz", case_id, geometry)
+    if label.size and (label.min() < 0 or label.max() > 3):
+        raise InputError(f"case {case_id}: label.nii.gz has values outside 0..3; relabel it")
+    return label.astype(np.uint8), geometry
+
+
+def _read_ctp(folder: Path, case_id: str, geometry: Geometry | None, dt_s: float | None):
+    """``ctp.nii.gz`` as float32 HU ``(t, z, y, x)``, the grid, and the frame interval in s.
+
+    ``dt_s`` from ``case.json`` wins; otherwise the 4D image's fourth spacing is used.
+    """
+    path = folder / "ctp.nii.gz"
+    if not path.is_file():
+        raise InputError(f"case {case_id}: no ctp.nii.gz in {folder}")
+    image = imageio.read_image(path)
+    ctp = imageio.sitk.GetArrayFromImage(image).astype(np.float32)
+    geometry = geometry or Geometry.from_image(image)
+    if dt_s is None and image.GetDimension() == 4:
+        dt_s = float(image.GetSpacing()[3])
+    return ctp, geometry, dt_s
 
 
 @dataclass

@@ -141,10 +141,9 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
 
     Smooth fields (severity, delay, territories) are evaluated on the working grid and
     interpolated to the full grid before thresholding, so lesion borders are full resolution.
+    The stages below draw from ``rng`` in a fixed order: a seed gives the same phantom.
     """
     shape = anatomy.shape
-    size = shape[-1]
-    mni = anatomy.mni
     noise = smooth_fields(anatomy, rng, 3)
     state = np.zeros(shape, np.uint8)
     depth = np.zeros(shape, np.float32)
@@ -154,69 +153,16 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
     record["side"] = "right" if side > 0 else "left"
     affected_artery = np.zeros(shape, bool)
 
-    base_delay = np.float32(rng.uniform(0.0, 1.0)) + 0.4 * (1.0 + np.tanh(noise[1]))
-    base_dispersion = np.zeros(mni.shape[1:], np.float32)
-    if rng.random() < 0.25:  # delay without ischaemia: stenosis with good collaterals
-        delayed_side = int(rng.choice([-1, 1]))
-        extra = float(rng.uniform(2.0, 3.5))
-        weight = expit(delayed_side * mni[0] / 5.0)
-        base_delay = base_delay + extra * weight
-        base_dispersion = base_dispersion + 0.5 * weight
-        record["confounders"].append({"kind": "delay_without_ischaemia", "extra_delay_s": extra, "dispersion_s": 0.5,
-                                      "side": "right" if delayed_side > 0 else "left"})
-    base_delay, base_dispersion, flow_variation = upsample(
-        np.stack([base_delay, base_dispersion, 1.0 + 0.05 * noise[2]]), size)
-
+    base_delay, base_dispersion, flow_variation = _delay_fields(anatomy, noise, rng, record)
     if group == "LVO":
-        terr = territories(mni, side)
-        carotid_t = bool(rng.random() < 0.25)
-        weight = np.maximum(terr["MCA"], terr["ACA"]) if carotid_t else terr["MCA"]
-        deep = np.array([side * 28.0, 0.0, 2.0])  # lentiform nucleus / insula: the core starts here
-        distance = np.sqrt(sum((mni[a] - deep[a]) ** 2 for a in range(3)))
-        severity = weight * (1.0 - 0.5 * distance / 70.0) + 0.12 * noise[0]
-        lateral = (np.abs(mni[0]) > 30.0).astype(np.float32)
-        weight, severity, lateral = upsample(np.stack([weight, severity, lateral]), size)
-        candidates = (weight > 0.5) & parenchyma
-        hypoperfused = float(rng.uniform(0.6, 0.95))
-        core_share = float(rng.beta(2.0, 3.0) * 0.7)
-        rim = float(rng.uniform(0.1, 0.3))
-        levels = _quantile_thresholds(
-            severity, candidates, [min(hypoperfused + rim, 1.0), hypoperfused, hypoperfused * core_share]
-        )
-        _assign(state, depth, severity, weight > 0.2, levels)
-        affected_artery = (weight > 0.5) & (anatomy.artery > 0.05) & (lateral > 0.5)
-        record["lesions"].append({
-            "kind": "territorial", "occlusion": "carotid-T" if carotid_t else "M1",
-            "territory": "MCA+ACA" if carotid_t else "MCA", "side": record["side"],
-            "hypoperfused_share": hypoperfused, "core_share": core_share, "oligaemic_rim_share": rim,
-        })
+        affected_artery = _territorial_lesion(anatomy, noise, side, parenchyma, state, depth, rng, record)
     elif group == "NonLVO":
-        for _ in range(int(rng.integers(1, 4))):
-            centre = _random_tissue_point(anatomy, rng)
-            radius = float(rng.uniform(5.0, 14.0))
-            radii = radius * rng.uniform(0.7, 1.3, 3)
-            with_core = bool(rng.random() < 0.7)
-            severity = upsample((1.0 - _ellipsoid_distance(mni, centre, radii) + 0.1 * noise[0])[None], size)[0]
-            levels = [-0.3 if rng.random() < 0.5 else 0.0, 0.0, 0.55 if with_core else np.inf]
-            _assign(state, depth, severity, severity > -0.3, levels)
-            record["lesions"].append({"kind": "distal", "centre_mni_mm": centre.tolist(),
-                                      "radii_mm": radii.tolist(), "with_core": with_core})
-
+        _distal_lesions(anatomy, noise, state, depth, rng, record)
     if rng.random() < 0.2:  # benign oligaemia away from any lesion
-        centre = _random_tissue_point(anatomy, rng)
-        radius = float(rng.uniform(15.0, 30.0))
-        severity = upsample((1.0 - _ellipsoid_distance(mni, centre, (radius,) * 3) + 0.1 * noise[0])[None], size)[0]
-        _assign(state, depth, severity, (severity > 0) & (state == NORMAL), [0.0, np.inf, np.inf])
-        record["confounders"].append({"kind": "benign_oligaemia", "centre_mni_mm": centre.tolist(),
-                                      "radius_mm": radius})
-
+        _benign_oligaemia(anatomy, noise, state, depth, rng, record)
     old_infarct = np.zeros(shape, np.float32)
     if rng.random() < 0.2:  # chronic infarct: CSF-like cavity, not perfused, labelled background
-        centre = _random_tissue_point(anatomy, rng)
-        radius = float(rng.uniform(5.0, 12.0))
-        distance = _ellipsoid_distance(mni, centre, (radius,) * 3) * radius
-        old_infarct = upsample(np.clip((radius - distance) / 2.0 + 0.5, 0.0, 1.0)[None], size)[0]
-        record["confounders"].append({"kind": "old_infarct", "centre_mni_mm": centre.tolist(), "radius_mm": radius})
+        old_infarct = _old_infarct(anatomy, rng, record)
 
     state[~parenchyma] = NORMAL
     record["confounders"].append({"kind": "regional_flow_variation", "sd": 0.05})
@@ -224,6 +170,90 @@ def simulate_lesions(anatomy: Anatomy, group: str, rng: np.random.Generator) -> 
         state=state, depth=depth, base_delay_s=base_delay, base_dispersion_s=base_dispersion,
         flow_variation=flow_variation, old_infarct=old_infarct, affected_artery=affected_artery, record=record,
     )
+
+
+def _delay_fields(anatomy: Anatomy, noise: np.ndarray, rng: np.random.Generator, record: dict):
+    """Full-grid bolus delay (s), dispersion (s) and flow variation factor of normal tissue.
+
+    A quarter of patients get a delay without ischaemia (stenosis with good collaterals).
+    """
+    mni = anatomy.mni
+    base_delay = np.float32(rng.uniform(0.0, 1.0)) + 0.4 * (1.0 + np.tanh(noise[1]))
+    base_dispersion = np.zeros(mni.shape[1:], np.float32)
+    if rng.random() < 0.25:
+        delayed_side = int(rng.choice([-1, 1]))
+        extra = float(rng.uniform(2.0, 3.5))
+        weight = expit(delayed_side * mni[0] / 5.0)
+        base_delay = base_delay + extra * weight
+        base_dispersion = base_dispersion + 0.5 * weight
+        record["confounders"].append({"kind": "delay_without_ischaemia", "extra_delay_s": extra, "dispersion_s": 0.5,
+                                      "side": "right" if delayed_side > 0 else "left"})
+    return upsample(np.stack([base_delay, base_dispersion, 1.0 + 0.05 * noise[2]]), anatomy.shape[-1])
+
+
+def _territorial_lesion(anatomy: Anatomy, noise: np.ndarray, side: int, parenchyma: np.ndarray,
+                        state: np.ndarray, depth: np.ndarray, rng: np.random.Generator, record: dict) -> np.ndarray:
+    """An M1 or carotid-T occlusion's lesion written into ``state``/``depth``; returns the affected artery mask."""
+    mni = anatomy.mni
+    terr = territories(mni, side)
+    carotid_t = bool(rng.random() < 0.25)
+    weight = np.maximum(terr["MCA"], terr["ACA"]) if carotid_t else terr["MCA"]
+    deep = np.array([side * 28.0, 0.0, 2.0])  # lentiform nucleus / insula: the core starts here
+    distance = np.sqrt(sum((mni[a] - deep[a]) ** 2 for a in range(3)))
+    severity = weight * (1.0 - 0.5 * distance / 70.0) + 0.12 * noise[0]
+    lateral = (np.abs(mni[0]) > 30.0).astype(np.float32)
+    weight, severity, lateral = upsample(np.stack([weight, severity, lateral]), anatomy.shape[-1])
+    candidates = (weight > 0.5) & parenchyma
+    hypoperfused = float(rng.uniform(0.6, 0.95))
+    core_share = float(rng.beta(2.0, 3.0) * 0.7)
+    rim = float(rng.uniform(0.1, 0.3))
+    levels = _quantile_thresholds(
+        severity, candidates, [min(hypoperfused + rim, 1.0), hypoperfused, hypoperfused * core_share]
+    )
+    _assign(state, depth, severity, weight > 0.2, levels)
+    record["lesions"].append({
+        "kind": "territorial", "occlusion": "carotid-T" if carotid_t else "M1",
+        "territory": "MCA+ACA" if carotid_t else "MCA", "side": record["side"],
+        "hypoperfused_share": hypoperfused, "core_share": core_share, "oligaemic_rim_share": rim,
+    })
+    return (weight > 0.5) & (anatomy.artery > 0.05) & (lateral > 0.5)
+
+
+def _distal_lesions(anatomy: Anatomy, noise: np.ndarray, state: np.ndarray, depth: np.ndarray,
+                    rng: np.random.Generator, record: dict) -> None:
+    """One to three small ellipsoidal lesions (distal occlusions), most with a core."""
+    for _ in range(int(rng.integers(1, 4))):
+        centre = _random_tissue_point(anatomy, rng)
+        radius = float(rng.uniform(5.0, 14.0))
+        radii = radius * rng.uniform(0.7, 1.3, 3)
+        with_core = bool(rng.random() < 0.7)
+        distance = _ellipsoid_distance(anatomy.mni, centre, radii)
+        severity = upsample((1.0 - distance + 0.1 * noise[0])[None], anatomy.shape[-1])[0]
+        levels = [-0.3 if rng.random() < 0.5 else 0.0, 0.0, 0.55 if with_core else np.inf]
+        _assign(state, depth, severity, severity > -0.3, levels)
+        record["lesions"].append({"kind": "distal", "centre_mni_mm": centre.tolist(),
+                                  "radii_mm": radii.tolist(), "with_core": with_core})
+
+
+def _benign_oligaemia(anatomy: Anatomy, noise: np.ndarray, state: np.ndarray, depth: np.ndarray,
+                      rng: np.random.Generator, record: dict) -> None:
+    """A region of benign oligaemia in still-normal tissue."""
+    centre = _random_tissue_point(anatomy, rng)
+    radius = float(rng.uniform(15.0, 30.0))
+    distance = _ellipsoid_distance(anatomy.mni, centre, (radius,) * 3)
+    severity = upsample((1.0 - distance + 0.1 * noise[0])[None], anatomy.shape[-1])[0]
+    _assign(state, depth, severity, (severity > 0) & (state == NORMAL), [0.0, np.inf, np.inf])
+    record["confounders"].append({"kind": "benign_oligaemia", "centre_mni_mm": centre.tolist(),
+                                  "radius_mm": radius})
+
+
+def _old_infarct(anatomy: Anatomy, rng: np.random.Generator, record: dict) -> np.ndarray:
+    """Full-grid fraction 0..1 of a chronic infarct cavity."""
+    centre = _random_tissue_point(anatomy, rng)
+    radius = float(rng.uniform(5.0, 12.0))
+    distance = _ellipsoid_distance(anatomy.mni, centre, (radius,) * 3) * radius
+    record["confounders"].append({"kind": "old_infarct", "centre_mni_mm": centre.tolist(), "radius_mm": radius})
+    return upsample(np.clip((radius - distance) / 2.0 + 0.5, 0.0, 1.0)[None], anatomy.shape[-1])[0]
 
 
 def state_parameters(tissue: TissueState) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
