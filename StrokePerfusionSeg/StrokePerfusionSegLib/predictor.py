@@ -347,7 +347,7 @@ def slices_per_batch(config, memory_budget_mb: float, dtype=None) -> int:
 
     ``dtype`` is the autocast dtype (None: fp32, 4 bytes per element; else 2 bytes).
     """
-    from .flops import activation_elements_per_slice
+    from .batchsizing import activation_elements_per_slice
 
     element_bytes = 4 if dtype is None else 2
     per_slice = activation_elements_per_slice(config) * element_bytes

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
 
 def describe(config) -> dict:
     """JSON-ready description of ``config``: components, parameters, GFLOPs and memory per slice."""
-    from ..flops import activation_elements_per_slice, model_cost
+    from ..batchsizing import activation_elements_per_slice
+    from ..flops import model_cost
 
     cost = model_cost(config)
     return {
