@@ -16,6 +16,8 @@ from StrokePerfusionSegLib.encoding import (
 )
 from StrokePerfusionSegLib.errors import InputError
 
+from programmer_errors import raises_programmer_error
+
 INPUTS = ("cbf", "cbv", "ttp", "tmax")
 SHAPE = (2, 8, 6)
 
@@ -117,9 +119,9 @@ def test_bad_input_names_the_map(mutate, message):
 
 
 def test_bad_encoding_or_map_name():
-    with pytest.raises(InputError, match="unknown input encoding"):
+    with raises_programmer_error(ValueError, match="unknown input encoding"):
         encode_inputs(_scalar_maps(), INPUTS, "hsv")
     with pytest.raises(InputError, match="unknown map"):
         encode_inputs({"adc": np.zeros(SHAPE)}, ["adc"], "rgb")
-    with pytest.raises(InputError, match="no input maps"):
+    with raises_programmer_error(ValueError, match="no input maps"):
         encode_inputs(_scalar_maps(), [], "rgb")

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.losses import DiceCELoss, FocalTverskyLoss, group_sample_weights
+
+from programmer_errors import raises_programmer_error
 
 
 def _logits_from_probabilities(probabilities):
@@ -111,11 +112,18 @@ def test_dice_ce_is_small_for_a_perfect_prediction_and_has_gradients():
 @pytest.mark.parametrize("loss", [FocalTverskyLoss(), DiceCELoss()])
 def test_bad_input(loss):
     logits = torch.randn(2, 4, 8, 8)
-    with pytest.raises(InputError, match="targets have shape"):
+    with raises_programmer_error(ValueError, match="targets have shape"):
         loss(logits, torch.zeros(2, 8, 7, dtype=torch.long))
-    with pytest.raises(InputError, match="outside 0..3"):
+    with raises_programmer_error(ValueError, match="outside 0..3"):
         loss(logits, torch.full((2, 8, 8), 4))
-    with pytest.raises(InputError, match="sample_weights"):
+    with raises_programmer_error(ValueError, match="sample_weights"):
         loss(logits, torch.zeros(2, 8, 8, dtype=torch.long), torch.ones(3))
-    with pytest.raises(InputError, match="class weights for 4 classes"):
+    with raises_programmer_error(ValueError, match="class weights for 4 classes"):
         type(loss)(class_weights=(1.0, 1.0))(logits, torch.zeros(2, 8, 8, dtype=torch.long))
+
+
+def test_bad_settings():
+    with raises_programmer_error(ValueError, match="gamma must be positive"):
+        FocalTverskyLoss(gamma=0.0)
+    with raises_programmer_error(ValueError, match="unknown reduction"):
+        FocalTverskyLoss(reduction="sum")

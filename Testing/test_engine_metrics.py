@@ -22,6 +22,8 @@ from StrokePerfusionSegLib.metrics import (  # noqa: E402
     hd95_mm,
 )
 
+from programmer_errors import raises_programmer_error  # noqa: E402
+
 SPACING = (2.0, 0.7, 0.5)  # (z, y, x) mm, anisotropic
 SHAPE = (24, 48, 64)
 
@@ -161,13 +163,13 @@ def test_group_table_mean_sd_skips_undefined_values():
 
 def test_bad_input():
     labels = np.zeros(SHAPE, np.uint8)
-    with pytest.raises(InputError, match="one shape"):
+    with raises_programmer_error(ValueError, match="one shape"):
         case_metrics(labels, labels[:-1], SPACING)
-    with pytest.raises(InputError, match="3D"):
+    with raises_programmer_error(ValueError, match="3D"):
         case_metrics(labels[0], labels[0], SPACING)
     with pytest.raises(InputError, match="spacing"):
         case_metrics(labels, labels, (1.0, -1.0, 1.0))
-    with pytest.raises(InputError, match="unknown region"):
+    with raises_programmer_error(ValueError, match="unknown region"):
         case_metrics(labels, labels, SPACING, regions=("lesion",))
-    with pytest.raises(InputError, match="no patient rows"):
+    with raises_programmer_error(ValueError, match="no patient rows"):
         group_table([])

@@ -17,6 +17,8 @@ from StrokePerfusionSegLib.networks import (
     torchvision_cache_file,
 )
 
+from programmer_errors import raises_programmer_error
+
 PMS = ("cbf", "cbv", "ttp", "tmax")
 SMALL = dict(width=1 / 16, image_size=64)
 
@@ -102,8 +104,10 @@ def test_freezing_by_stage(arch, trunks):
     frozen = [p for p in model.parameters() if not p.requires_grad]
     # Blocks 1-3 of every trunk: 7 convolutions, weight and bias each.
     assert len(frozen) == trunks * 7 * 2
-    with pytest.raises(InputError, match="stage"):
+    with raises_programmer_error(ValueError, match="stage"):
         set_trunk_trainable(model, "half")
+    with raises_programmer_error(TypeError, match="no VGG-16 trunk"):
+        set_trunk_trainable(torch.nn.Linear(2, 2), "all")
 
 
 def test_config_round_trip_and_validation():
@@ -129,12 +133,12 @@ def test_config_round_trip_and_validation():
         ModelConfig.from_dict({**config.to_dict(), "colour": True})
 
 
-def test_wrong_tensor_shapes_are_input_errors():
+def test_wrong_tensor_shapes_are_value_errors():
     config = ModelConfig(use_nihss=True, **SMALL)
     model = build_model(config).eval()
-    with pytest.raises(InputError, match="shape"):
+    with raises_programmer_error(ValueError, match="shape"):
         model(torch.zeros(1, 3, 3, 64, 64), torch.tensor([1.0]))
-    with pytest.raises(InputError, match="NIHSS"):
+    with raises_programmer_error(ValueError, match="NIHSS"):
         model(images_for(config, batch=1), None)
 
 

@@ -7,7 +7,8 @@ import pytest
 from scipy.signal import fftconvolve
 
 from StrokePerfusionSegLib import tracer
-from StrokePerfusionSegLib.errors import InputError
+
+from programmer_errors import raises_programmer_error
 
 T_S = np.arange(0.0, 50.0, 1.0)
 AIF = tracer.gamma_variate(T_S, t0_s=6.0, alpha=3.0, beta_s=1.5, peak=300.0)
@@ -91,6 +92,6 @@ def test_residue_peak_matches_the_closed_form_for_exponentials():
         lambda: tracer.gamma_variate(T_S, t0_s=0.0, alpha=0.0, beta_s=1.0, peak=1.0),
     ],
 )
-def test_bad_parameters_are_input_errors(call):
-    with pytest.raises(InputError):
+def test_bad_parameters_are_value_errors(call):
+    with raises_programmer_error(ValueError):
         call()

@@ -189,3 +189,5 @@ def test_unknown_setting_and_stage_are_refused():
         TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(InputError, match="unknown training stage"):
         TrainConfig(stages=["thawed"])
+    with pytest.raises(InputError, match="ftl_gamma must be positive"):
+        TrainConfig(ftl_gamma=0.0)

@@ -118,6 +118,8 @@ class TrainConfig:
             raise InputError(f"unknown precision '{self.precision}': use one of {', '.join(PRECISIONS)}")
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.lr <= 0:
             raise InputError("batch_size, max_epochs and patience must be >= 1 and lr > 0")
+        if self.ftl_gamma <= 0:
+            raise InputError(f"ftl_gamma must be positive (e.g. 4/3), got {self.ftl_gamma}")
         if len(self.class_weights) != 4:
             raise InputError(f"class_weights needs 4 values (background, brain, penumbra, core), got {self.class_weights}")
 

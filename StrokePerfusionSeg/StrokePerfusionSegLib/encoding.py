@@ -116,13 +116,15 @@ def encode_inputs(
     Raises
     ------
     InputError
-        Unknown encoding or map name, a missing map, maps of different ``(z, y, x)`` shapes,
-        NaN/inf in a scalar map, a non-uint8 colour-coded map, or an array that is not 3D.
+        Unknown map name, a missing map, maps of different ``(z, y, x)`` shapes, NaN/inf in a
+        scalar map, a non-uint8 colour-coded map, or an array that is not 3D.
+    ValueError
+        Unknown encoding or no input named (the model configuration is checked before).
     """
     if encoding not in ENCODINGS:
-        raise InputError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
     if len(inputs) == 0:
-        raise InputError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
+        raise ValueError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
     missing = [name for name in inputs if name not in images]
     if missing:
         raise InputError(
@@ -150,7 +152,7 @@ def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
     normalisation, so a bundle stays interpretable without this code.
     """
     if encoding not in ENCODINGS:
-        raise InputError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
     per_input = []
     for name in inputs:
         spec = mapspecs.map_spec(name)

@@ -94,14 +94,14 @@ def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None 
         image = sitk.GetImageFromArray(array, isVector=True)
     elif array.ndim == 4:
         if dt_s is None:
-            raise InputError("a 4D CTP image needs its frame interval dt (s)")
+            raise ValueError("a 4D CTP image needs its frame interval dt (s)")
         image = sitk.GetImageFromArray(array, isVector=False)
         image.SetSpacing((1.0, 1.0, 1.0, float(dt_s)))
     elif array.ndim == 3:
         # isVector=False: SimpleITK would otherwise take a short last axis for colour components.
         image = sitk.GetImageFromArray(array, isVector=False)
     else:
-        raise InputError(f"cannot store an array of shape {array.shape} as an image")
+        raise ValueError(f"cannot store an array of shape {array.shape} as an image")
     return geometry.apply(image)
 
 

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
 from .labels import CORE, NUM_CLASSES, PENUMBRA
 
 #: Class weights of the paper: background 0, brain 0.1, penumbra 50, core 440.
@@ -67,22 +66,22 @@ def _expand_sample_weights(sample_weights, batch: int, classes: int, like: torch
         return weights[:, None].expand(batch, classes)
     if weights.shape == (batch, classes):
         return weights
-    raise InputError(
+    raise ValueError(
         f"sample_weights has shape {tuple(weights.shape)}: give ({batch},) or ({batch}, {classes})"
     )
 
 
 def _probabilities_and_one_hot(logits: torch.Tensor, targets: torch.Tensor):
     if logits.ndim != 4:
-        raise InputError(f"logits have shape {tuple(logits.shape)}: expected (B, C, H, W)")
+        raise ValueError(f"logits have shape {tuple(logits.shape)}: expected (B, C, H, W)")
     batch, classes, height, width = logits.shape
     if tuple(targets.shape) != (batch, height, width):
-        raise InputError(
+        raise ValueError(
             f"targets have shape {tuple(targets.shape)}: expected ({batch}, {height}, {width}) labels"
         )
     targets = targets.long()
     if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise InputError(f"targets hold labels outside 0..{classes - 1}")
+        raise ValueError(f"targets hold labels outside 0..{classes - 1}")
     probabilities = torch.softmax(logits.float(), dim=1)
     one_hot = F.one_hot(targets, classes).permute(0, 3, 1, 2).to(probabilities.dtype)
     return probabilities, one_hot
@@ -90,7 +89,7 @@ def _probabilities_and_one_hot(logits: torch.Tensor, targets: torch.Tensor):
 
 def _check_class_count(class_weights: torch.Tensor, classes: int) -> None:
     if class_weights.numel() != classes:
-        raise InputError(
+        raise ValueError(
             f"{class_weights.numel()} class weights for {classes} classes: give one per class"
         )
 
@@ -135,9 +134,9 @@ class FocalTverskyLoss(nn.Module):
     ) -> None:
         super().__init__()
         if reduction not in REDUCTIONS:
-            raise InputError(f"unknown reduction '{reduction}': use one of {', '.join(REDUCTIONS)}")
+            raise ValueError(f"unknown reduction '{reduction}': use one of {', '.join(REDUCTIONS)}")
         if gamma <= 0:
-            raise InputError(f"gamma must be positive, got {gamma}")
+            raise ValueError(f"gamma must be positive, got {gamma}")
         self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
         self.reduction, self.eps = reduction, float(eps)
         self.register_buffer("class_weights", torch.tensor(class_weights, dtype=torch.float32))

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
 from .labels import CORE, PENUMBRA
 from .volumes import check_spacing, voxel_volume_ml
 
@@ -55,7 +54,7 @@ METRIC_KEYS = (
 def _check_masks(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.ndim != 3 or truth.shape != pred.shape:
-        raise InputError(
+        raise ValueError(
             f"prediction {pred.shape} and truth {truth.shape} must be 3D (z, y, x) of one shape: "
             "resample the prediction to the truth's grid"
         )
@@ -161,13 +160,13 @@ def case_metrics(
     """
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.ndim != 3 or pred.shape != truth.shape:
-        raise InputError(
+        raise ValueError(
             f"prediction {pred.shape} and truth {truth.shape} must be 3D (z, y, x) label maps "
             "of one shape: resample the prediction to the truth's grid"
         )
     unknown = [name for name in regions if name not in REGIONS]
     if unknown:
-        raise InputError(f"unknown region(s) {', '.join(unknown)}: use {', '.join(REGIONS)}")
+        raise ValueError(f"unknown region(s) {', '.join(unknown)}: use {', '.join(REGIONS)}")
     spacing = check_spacing(spacing)
     row: dict[str, float] = {}
     for name in regions:
@@ -235,7 +234,7 @@ def group_table(
         ``{group: {metric: Summary}}``, groups in first-seen order, then ``"all"``.
     """
     if not rows:
-        raise InputError("no patient rows to summarise: evaluate at least one case")
+        raise ValueError("no patient rows to summarise: evaluate at least one case")
     if metrics is None:
         metrics = [
             key

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
 
 #: Ratio of small-vessel to large-vessel haematocrit factors ((1 - Hct_small) / (1 - Hct_large)).
 KH = 0.73
@@ -70,7 +69,7 @@ def gamma_variate(
     ndarray of float64, shape of ``t_s``.
     """
     if alpha <= 0 or beta_s <= 0:
-        raise InputError(f"gamma variate needs alpha > 0 and beta > 0 s, got {alpha}, {beta_s}")
+        raise ValueError(f"gamma variate needs alpha > 0 and beta > 0 s, got {alpha}, {beta_s}")
     u = np.clip(np.asarray(t_s, dtype=np.float64) - t0_s, 0.0, None)
     x = u / (alpha * beta_s)
     with np.errstate(divide="ignore"):
@@ -102,7 +101,7 @@ def residue_function(
     t = np.asarray(t_s, dtype=np.float64)
     mtt = np.asarray(mtt_s, dtype=np.float64)
     if np.any(mtt <= 0):
-        raise InputError("mean transit time must be positive (s)")
+        raise ValueError("mean transit time must be positive (s)")
     if kind == "exponential":
         r = np.exp(-np.clip(t, 0.0, None) / mtt)
     elif kind == "box":
@@ -110,7 +109,7 @@ def residue_function(
     elif kind == "linear":
         r = np.clip(1.0 - t / (2.0 * mtt), 0.0, None)
     else:
-        raise InputError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
+        raise ValueError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
     return np.where(t >= 0, r, 0.0)
 
 
@@ -254,18 +253,18 @@ def _validated(aif, t_s, **per_voxel) -> tuple:
     aif = np.asarray(aif, dtype=np.float64)
     t_s = np.asarray(t_s, dtype=np.float64)
     if aif.ndim != 1 or t_s.shape != aif.shape or aif.size < 2:
-        raise InputError(f"aif and t_s must be 1D of the same length >= 2, got {aif.shape} and {t_s.shape}")
+        raise ValueError(f"aif and t_s must be 1D of the same length >= 2, got {aif.shape} and {t_s.shape}")
     if np.any(np.diff(t_s) <= 0):
-        raise InputError("sample times t_s must increase strictly")
+        raise ValueError("sample times t_s must increase strictly")
     params = {k: np.atleast_1d(np.asarray(v, dtype=np.float64)).ravel() for k, v in per_voxel.items()}
     count = max(p.size for p in params.values())
     try:
         params = {k: np.broadcast_to(p, (count,)) for k, p in params.items()}
     except ValueError:
-        raise InputError(f"{', '.join(per_voxel)} must have the same length N") from None
+        raise ValueError(f"{', '.join(per_voxel)} must have the same length N") from None
     for name, values in params.items():
         if not np.all(np.isfinite(values)) or np.any(values < 0):
-            raise InputError(f"{name} must be finite and >= 0")
+            raise ValueError(f"{name} must be finite and >= 0")
     return aif, t_s, params
 
 
@@ -327,7 +326,7 @@ def tissue_curves(
         Concentration in the units of ``aif`` (HU above baseline).
     """
     if kind not in RESIDUE_KINDS:
-        raise InputError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
+        raise ValueError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
     aif, t_s, p = _validated(aif, t_s, cbf=cbf, cbv=cbv, delay_s=delay_s, dispersion_s=dispersion_s)
     cbf, cbv = p["cbf"], p["cbv"]
     curves = np.zeros((t_s.size, cbf.size))

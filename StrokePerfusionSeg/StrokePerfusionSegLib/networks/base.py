@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
 from .config import ModelConfig
 from .heads import NihssEmbedding
 
@@ -24,19 +23,23 @@ class SegmentationNetwork(nn.Module):
         self.nihss_embedding = NihssEmbedding(config.bottleneck_size) if config.use_nihss else None
 
     def check_inputs(self, images: torch.Tensor, nihss: torch.Tensor | None) -> None:
-        """Raise :class:`InputError` when the tensors do not fit this network."""
+        """Raise ValueError when the tensors do not fit this network.
+
+        A caller's mistake, not a user's: the predictor encodes, resamples and checks the NIHSS
+        before it calls the network.
+        """
         config = self.config
         expected = (len(config.inputs), 3, config.image_size, config.image_size)
         if images.ndim != 5 or tuple(images.shape[1:]) != expected:
-            raise InputError(
+            raise ValueError(
                 f"network images have shape {tuple(images.shape)}, expected (B, {', '.join(map(str, expected))}) "
                 f"for inputs {','.join(config.inputs)}: encode the maps with encoding.encode_inputs "
                 "and resample to the model's image size"
             )
         if config.use_nihss and nihss is None:
-            raise InputError("this model reads the NIHSS score: pass nihss, a (B,) tensor of 0..42")
+            raise ValueError("this model reads the NIHSS score: pass nihss, a (B,) tensor of 0..42")
         if nihss is not None and nihss.shape != (images.shape[0],):
-            raise InputError(
+            raise ValueError(
                 f"nihss has shape {tuple(nihss.shape)}, expected ({images.shape[0]},): one score per image"
             )
 

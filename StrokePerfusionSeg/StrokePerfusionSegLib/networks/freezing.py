@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import InputError
 from .vgg import VGG16Trunk
 
 #: Fine-tuning stages in the order training goes through them.
@@ -28,10 +27,10 @@ def set_trunk_trainable(model: nn.Module, stage: str) -> None:
         always train.
     """
     if stage not in STAGES:
-        raise InputError(f"unknown fine-tuning stage '{stage}': use one of {', '.join(STAGES)}")
+        raise ValueError(f"unknown fine-tuning stage '{stage}': use one of {', '.join(STAGES)}")
     trunks = [module for module in model.modules() if isinstance(module, VGG16Trunk)]
     if not trunks:
-        raise InputError("model has no VGG-16 trunk to freeze: build it with networks.build_model")
+        raise TypeError("model has no VGG-16 trunk to freeze: build it with networks.build_model")
     for trunk in trunks:
         for index, block in enumerate(trunk.blocks):
             trainable = stage == "all" or (stage == "later_half" and index in LATER_HALF_BLOCKS)
