@@ -11,7 +11,7 @@ from StrokePerfusionSegLib.errors import EXIT_USER_ERROR
 def test_model_info_json_matches_the_reference_count(capsys):
     assert main(["model-info", "--arch", "SF", "--inputs", "cbf,cbv,ttp,tmax", "--nihss", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["parameters"] == 85_296_236  # see test_networks_reference.py
+    assert info["parameters"] == 85_296_236  # see test_flops.py
     assert 800 < info["gflops_per_slice"] < 900
     names = {component["name"] for component in info["components"]}
     assert names == {"trunks", "bottlenecks", "nihss_embedding", "decoder"}
