@@ -1,4 +1,4 @@
-"""training.data: splits, case lists, slice datasets, augmentation, epoch plans, bad input."""
+"""strokeperfusionseg_training.data: splits, case lists, slice datasets, augmentation, epoch plans, bad input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""training.evaluate and training.export: tables from known predictions, the whole report, bundles."""
+"""strokeperfusionseg_training.evaluate and .export: tables from known predictions, the whole report, bundles."""
 
 from __future__ import annotations
 

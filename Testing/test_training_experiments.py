@@ -1,4 +1,4 @@
-"""training.experiments: the shipped experiment files and the grid runner."""
+"""strokeperfusionseg_training.experiments: the shipped experiment files and the grid runner."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""training.trainer: smoke fit, early stopping, best checkpoint, gradual fine-tuning, resume."""
+"""strokeperfusionseg_training.trainer: smoke fit, early stopping, best checkpoint, gradual fine-tuning, resume."""
 
 from __future__ import annotations
 

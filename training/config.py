@@ -1,6 +1,6 @@
 """The training configuration: one JSON-serialisable dataclass per run.
 
-Defaults are the paper's (DESIGN.md section 4): Adam lr 1e-5, batch 2, up to 1000 epochs per
+Defaults are the paper's (``docs/training.md``): Adam lr 1e-5, batch 2, up to 1000 epochs per
 stage, early stopping patience 25 on the validation loss, gradual fine-tuning
 frozen -> later half -> all, focal Tversky loss gamma 4/3, alpha 0.7, beta 0.3, class weights
 (0, 0.1, 50, 440), Non-LVO samples weighted x6, rotations and flips.
@@ -65,7 +65,7 @@ class TrainConfig:
         Drop lesion-free slices (the reference code's behaviour; off by default).
     rotations, flips : bool
     intensity_jitter : float
-        Augmentation settings (see ``training.data.Augmentation``).
+        Augmentation settings (see ``strokeperfusionseg_training.data.Augmentation``).
     seed : int
     deterministic : bool
         Deterministic algorithms (slower on GPU).

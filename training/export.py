@@ -37,12 +37,12 @@ def export_run(run_dir: str | os.PathLike, parent: str | os.PathLike, *, model_i
     Parameters
     ----------
     run_dir : path
-        A finished run folder of :func:`training.trainer.fit`.
+        A finished run folder of :func:`strokeperfusionseg_training.trainer.fit`.
     parent : path
         Folder that receives the bundle, written atomically by ``bundle.save_bundle``.
     model_id, version : str
     evaluation : dict, optional
-        Evaluation summary (``summary.json`` of :func:`training.evaluate.evaluate`).
+        Evaluation summary (``summary.json`` of :func:`strokeperfusionseg_training.evaluate.evaluate`).
     extra_training : dict, optional
         More training facts to record (cohort, command line, seeds).
 

@@ -427,7 +427,7 @@ def fit(config: TrainConfig, source, run_dir, *, device: str = "auto", resume: b
     ----------
     config : TrainConfig
     source : path
-        Cohort folder or CSV case list (see :mod:`training.data`).
+        Cohort folder or CSV case list (see :mod:`strokeperfusionseg_training.data`).
     run_dir : path
         Run folder; an existing run there is resumed from ``checkpoints/last.pt`` (its config
         must match) unless ``resume`` is False, which then refuses to overwrite it.

@@ -1,4 +1,4 @@
-"""The case folder and cohort formats (DESIGN.md section 3).
+"""The case folder and cohort formats.
 
 A case folder holds ``cbf``, ``cbv``, ``mtt``, ``ttp``, ``tmax``, ``mip`` as float32 NIfTI
 (``<name>.nii.gz``), optionally ``ctp.nii.gz`` (4D, whole HU as int16), colour-coded copies

@@ -19,7 +19,8 @@ class SegmentSpec:
     """How one lesion class appears as a Slicer segment / DICOM SEG segment.
 
     Colours are RGB in 0..1. Codes are SNOMED CT (scheme ``SCT``) as used by DICOM SEG and
-    Slicer terminologies; ``docs/terminology.md`` explains the choice.
+    Slicer terminologies; the penumbra has no SNOMED CT concept, so it takes a private
+    ``99SPS`` code (``docs/slicer.md``, Terminology).
     """
 
     label: int

@@ -6,7 +6,7 @@ The indicator-dilution model used throughout::
 
 with concentrations in HU above baseline, ``F`` the flow in 1/s seen in HU units, ``h_disp``
 a unit-area exponential dispersion kernel ``exp(-t/tau)/tau`` and ``R`` the residue function
-(``R(0) = 1``, area = MTT). The map definitions of DESIGN.md section 5 fix ``F``:
+(``R(0) = 1``, area = MTT). The map definitions (``docs/perfusion.md``, Method) fix ``F``:
 
 * ``CBF = KH / RHO * F * 6000``                       (ml/100g/min), so ``F = CBF * RHO / (KH * 6000)``
 * ``CBV = KH / RHO * area(C_tissue) / area(C_art) * 100 = CBF * MTT / 60``   (ml/100g)

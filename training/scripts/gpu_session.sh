@@ -13,7 +13,9 @@
 #
 # Run from the repository root. Python: .venv/bin/python when present, else python3 with the
 # repository put on PYTHONPATH; WHEELS=<folder> installs missing packages (SimpleITK, monai)
-# from wheels into /tmp/site first.
+# from wheels into /tmp/site first. The training command is strokeperfusionseg-train, run as
+# "$PYTHON -m strokeperfusionseg_training" (its entry point) so that it uses that Python; a
+# checkout that is not installed gets the training/ folder linked under that package name.
 # Every stage has a hard limit, so the session ends by about TOTAL_LIMIT_S even when a stage
 # hangs; training itself stops cleanly at its --max-minutes and keeps its best checkpoint.
 # Settings (environment): PATIENTS=72 SEED=2026 SIZE=256 SLICES=16 FRAMES=40 WORKERS=$(nproc)
@@ -38,8 +40,11 @@ if [ -n "${WHEELS:-}" ]; then
     "$WHEELS"/*.whl || exit 1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
-"$PYTHON" -c "import StrokePerfusionSegLib, training" 2>/dev/null \
-  || export PYTHONPATH=$PWD/StrokePerfusionSeg:$PWD${PYTHONPATH:+:$PYTHONPATH}
+if ! "$PYTHON" -c "import StrokePerfusionSegLib, strokeperfusionseg_training" 2>/dev/null; then
+  mkdir -p "$WORK/src" && ln -sfn "$PWD/training" "$WORK/src/strokeperfusionseg_training"
+  export PYTHONPATH=$PWD/StrokePerfusionSeg:$WORK/src${PYTHONPATH:+:$PYTHONPATH}
+fi
+TRAIN=("$PYTHON" -m strokeperfusionseg_training)
 export PYTHONUNBUFFERED=1
 
 FINAL_OUT=$OUT
@@ -73,11 +78,11 @@ nvidia-smi --query-gpu=name,memory.total --format=csv >> "$OUT/device.txt" 2>/de
 
 # 1. cohort ------------------------------------------------------------------------------------
 COHORT="$WORK/cohort"
-COHORT_CMD=(-m training cohort --out "$COHORT" --patients "$PATIENTS" --seed "$SEED" --workers "$WORKERS"
+COHORT_CMD=("${TRAIN[@]}" cohort --out "$COHORT" --patients "$PATIENTS" --seed "$SEED" --workers "$WORKERS"
             --size "$SIZE" --slices "$SLICES" --frames "$FRAMES" --split-seed "$SEED")
 stage "cohort: $PATIENTS patients, ${SIZE}x${SIZE}x${SLICES}, $WORKERS processes (limit ${COHORT_LIMIT_S}s)"
 rm -rf "$COHORT"
-OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout "$COHORT_LIMIT_S" "$PYTHON" "${COHORT_CMD[@]}" \
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 timeout "$COHORT_LIMIT_S" "${COHORT_CMD[@]}" \
   > "$OUT/cohort.log" 2>&1
 if [ ! -f "$COHORT/cases.csv" ]; then
   stage "cohort FAILED or ran out of time (see cohort.log)"; tail -5 "$OUT/cohort.log"; exit 1
@@ -89,7 +94,7 @@ stage "cohort done: $(($(wc -l < "$COHORT/cases.csv") - 1)) cases"
 HARD_LIMIT_S=$(awk "BEGIN {print int($TRAIN_MINUTES * 60 + 60)}")
 train() {  # name config settings...
   local name=$1 config=$2; shift 2
-  timeout "$HARD_LIMIT_S" "$PYTHON" -m training fit "$config" --cohort "$COHORT/cases.csv" --out "$WORK/$name" \
+  timeout "$HARD_LIMIT_S" "${TRAIN[@]}" fit "$config" --cohort "$COHORT/cases.csv" --out "$WORK/$name" \
     --max-minutes "$TRAIN_MINUTES" --no-progress --set num_workers=4 "$@" > "$OUT/fit-$name.log" 2>&1
   echo "$name exit $?" >> "$LOG"
 }
@@ -110,14 +115,14 @@ for name in small wide; do
 done
 if [ ${#MODELS[@]} -eq 0 ]; then stage "no model finished training (see fit-*.log)"; exit 1; fi
 stage "evaluate ${MODELS[*]} on the test split"
-timeout 100 "$PYTHON" -m training evaluate "${MODELS[@]}" --cohort "$COHORT/cases.csv" --split test \
+timeout 100 "${TRAIN[@]}" evaluate "${MODELS[@]}" --cohort "$COHORT/cases.csv" --split test \
   --out "$OUT/evaluation" > "$OUT/evaluate.log" 2>&1 || stage "evaluation FAILED (see evaluate.log)"
 EVALUATION=()
 [ -f "$OUT/evaluation/summary.json" ] && EVALUATION=(--evaluation "$OUT/evaluation/summary.json")
 for spec in "small sf-pmsn-small" "wide sf-pmsn-w1"; do
   read -r name model_id <<< "$spec"
   [ -f "$WORK/$name/summary.json" ] || continue
-  timeout 30 "$PYTHON" -m training export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
+  timeout 30 "${TRAIN[@]}" export "$WORK/$name" --out "$OUT/bundles" --model-id "$model_id" \
     --version "${GPU_VERSION:-2.0.0}" "${EVALUATION[@]}" \
     --record "cohort=strokeperfusionseg-train cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES --split-seed $SEED" \
     --record "device=$(head -1 "$OUT/device.txt")" >> "$OUT/export.log" 2>&1 || stage "export of $name FAILED"

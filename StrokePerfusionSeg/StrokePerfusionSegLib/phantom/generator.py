@@ -78,7 +78,7 @@ class TissueProperties:
 
 
 def sample_tissue(rng: np.random.Generator) -> TissueProperties:
-    """Published phantom values (DESIGN.md section 5) with per-patient spread."""
+    """Published phantom values (``docs/phantom.md``) with per-patient spread."""
     return TissueProperties(
         gm_cbf=float(rng.uniform(50.0, 62.0)),
         gm_cbv=float(rng.uniform(3.3, 4.0)),
