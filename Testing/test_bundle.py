@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from StrokePerfusionSegLib import colourcoding, mapspecs
+from StrokePerfusionSegLib import mapspecs
 from StrokePerfusionSegLib.bundle import load_bundle, save_bundle
 from StrokePerfusionSegLib.bundleformat import MANIFEST_FILE, WEIGHTS_FILE, sha256_file, validate_bundle
 from StrokePerfusionSegLib.errors import InputError

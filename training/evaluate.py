@@ -243,7 +243,7 @@ def plot_boxplots(rows: list[dict], path: Path) -> Path:
 
 
 def _overlay(mip_slice: np.ndarray, label_slice: np.ndarray) -> np.ndarray:
-    from StrokePerfusionSegLib import colourcoding, mapspecs
+    from StrokePerfusionSegLib import colourcoding
 
     rgb = colourcoding.encode_rgb(mip_slice, "mip").astype(np.float32) / 255.0
     for label, spec in label_values.SEGMENT_BY_LABEL.items():
@@ -258,7 +258,7 @@ def plot_montage(method: str, rows: list[dict], cases: dict, predictions: dict, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from StrokePerfusionSegLib import colourcoding, mapspecs
+    from StrokePerfusionSegLib import colourcoding
 
     scored = sorted((0.5 * (r["penumbra_dice"] + r["core_dice"]), r["case"]) for r in rows
                     if r["method"] == method and r["group"] != "WIS")

@@ -303,7 +303,7 @@ class _Fitter:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> dict:
-        from StrokePerfusionSegLib.networks import build_model, set_trunk_trainable
+        from StrokePerfusionSegLib.networks import build_model
 
         config, dist = self.config, self.dist
         started = time.monotonic()
@@ -316,33 +316,13 @@ class _Fitter:
                 model.load_state_dict(bundle_weights(config.init_from, self.model_config))
             self._write_run_files()
         logs = _Logs(self.run_dir, dist.is_main)
-        stage_index, epoch, stopper = 0, 0, EarlyStopping(config.patience)
-        epochs_run = {}
-        elapsed_before = 0.0
-        if self.resume_state is not None:
-            state = self.resume_state
-            model.load_state_dict(state["model"])
-            stage_index, epoch = int(state["stage_index"]), int(state["epoch"]) + 1
-            stopper.load_state_dict(state["early_stopping"])
-            epochs_run = dict(state["epochs_run"])
-            elapsed_before = float(state["elapsed_s"])
+        stage_index, epoch, stopper, epochs_run, elapsed_before = self._resumed_position(model)
         budget_s = None if config.max_minutes is None else config.max_minutes * 60.0 - elapsed_before
         deadline = None if budget_s is None else started + budget_s
         stop_reason = "max_epochs"
         global_best = self._global_best()
         while stage_index < len(config.stages):
-            self.stage = config.stages[stage_index]
-            set_trunk_trainable(model, self.stage)
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            optimizer = torch.optim.Adam(trainable, lr=config.lr)
-            scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-            if self.resume_state is not None and int(self.resume_state["stage_index"]) == stage_index:
-                optimizer.load_state_dict(self.resume_state["optimizer"])
-            self.resume_state = None
-            trained = model
-            if dist.world_size > 1:
-                trained = torch.nn.parallel.DistributedDataParallel(
-                    model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            trained, optimizer, scaler = self._start_stage(model, stage_index, needs_scaler)
             stop_reason = "max_epochs"
             # Checked first: a run resumed right after its stage stopped early moves on at once.
             while epoch < config.max_epochs and not stopper.should_stop:
@@ -389,6 +369,39 @@ class _Fitter:
         logs.close()
         self._barrier()
         return self._summary(stop_reason, epochs_run, elapsed_before + time.monotonic() - started)
+
+    def _resumed_position(self, model) -> tuple:
+        """Where the run starts: stage index, epoch, early stopping, epochs per stage, seconds used.
+
+        A resumed run also gets its model weights back here.
+        """
+        stopper = EarlyStopping(self.config.patience)
+        state = self.resume_state
+        if state is None:
+            return 0, 0, stopper, {}, 0.0
+        model.load_state_dict(state["model"])
+        stopper.load_state_dict(state["early_stopping"])
+        return (int(state["stage_index"]), int(state["epoch"]) + 1, stopper, dict(state["epochs_run"]),
+                float(state["elapsed_s"]))
+
+    def _start_stage(self, model, stage_index: int, needs_scaler: bool):
+        """Set the stage's trainable trunk blocks; its optimiser (restored when resuming in this
+        stage), gradient scaler, and the model to train (DDP-wrapped over several processes)."""
+        from StrokePerfusionSegLib.networks import set_trunk_trainable
+
+        self.stage = self.config.stages[stage_index]
+        set_trunk_trainable(model, self.stage)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=self.config.lr)
+        scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+        if self.resume_state is not None and int(self.resume_state["stage_index"]) == stage_index:
+            optimizer.load_state_dict(self.resume_state["optimizer"])
+        self.resume_state = None
+        trained = model
+        if self.dist.world_size > 1:
+            trained = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return trained, optimizer, scaler
 
     def _global_best(self) -> float:
         return float(self.checkpoints.load_best()["val_loss"]) if self.checkpoints.best.is_file() else float("inf")

@@ -107,7 +107,7 @@ def run_benchmark(config, *, slices: int, device: str, precisions, memory_budget
     from ..bundle import Bundle
     from ..flops import model_cost
     from ..networks import build_model
-    from ..predictor import _autocast_dtype, _resolve_device, predict, slices_per_batch
+    from ..predictor import _autocast_dtype, _resolve_device, slices_per_batch
 
     torch_device = _resolve_device(device)
     if torch_device.type == "cpu":
@@ -139,25 +139,12 @@ def run_benchmark(config, *, slices: int, device: str, precisions, memory_budget
     torch.manual_seed(0)
     model = build_model(config).eval()
     bundle = Bundle(model=model, config=config, manifest={"id": "benchmark"}, path=None)
-    images = synthetic_study(slices, config.image_size)
-    mip = images.pop("mip")
-    study = {name: images[name] for name in config.inputs if name != "mip"}
-    if "mip" in config.inputs:
-        study["mip"] = mip
-    nihss = 12 if config.use_nihss else None
+    study, mip = _benchmark_study(config, slices)
     for precision, dtype in dtypes.items():
         if torch_device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(torch_device)
-        warm = {name: values[:1] for name, values in study.items()}
-        predict(warm, (5.0, 0.45, 0.45), method=bundle, nihss=nihss, mip=mip[:1],
-                device=str(torch_device), precision=precision, memory_budget_mb=memory_budget_mb)
-        best = None
-        for _ in range(repeats):
-            prediction = predict(study, (5.0, 0.45, 0.45), method=bundle, nihss=nihss, mip=mip,
-                                 device=str(torch_device), precision=precision,
-                                 memory_budget_mb=memory_budget_mb)
-            if best is None or prediction.timings["total_s"] < best["total_s"]:
-                best = prediction.timings
+        best = _best_timings(bundle, study, mip, device=str(torch_device), precision=precision,
+                             memory_budget_mb=memory_budget_mb, repeats=repeats)
         achieved = cost.flops_per_slice * slices / best["network_s"] / 1e9
         result["runs"].append({
             "precision": precision,
@@ -181,6 +168,33 @@ def run_benchmark(config, *, slices: int, device: str, precisions, memory_budget
     for precision, rate in rates.items():
         log(f"matrix product {matmul_size}^3 {precision}: {rate:.0f} GFLOP/s (best before/after)")
     return result
+
+
+def _benchmark_study(config, slices: int) -> tuple:
+    """The synthetic study's maps the model reads (the MIP too when it is an input), and the MIP (HU)."""
+    images = synthetic_study(slices, config.image_size)
+    mip = images.pop("mip")
+    study = {name: images[name] for name in config.inputs if name != "mip"}
+    if "mip" in config.inputs:
+        study["mip"] = mip
+    return study, mip
+
+
+def _best_timings(bundle, study: dict, mip, *, device: str, precision: str,
+                  memory_budget_mb: float, repeats: int) -> dict:
+    """Stage timings (s) of the fastest of ``repeats`` predictions, after a one-slice warm-up."""
+    from ..predictor import predict
+
+    nihss = 12 if bundle.config.use_nihss else None
+    settings = dict(method=bundle, nihss=nihss, device=device, precision=precision, memory_budget_mb=memory_budget_mb)
+    warm = {name: values[:1] for name, values in study.items()}
+    predict(warm, (5.0, 0.45, 0.45), mip=mip[:1], **settings)
+    best = None
+    for _ in range(repeats):
+        timings = predict(study, (5.0, 0.45, 0.45), mip=mip, **settings).timings
+        if best is None or timings["total_s"] < best["total_s"]:
+            best = timings
+    return best
 
 
 def run(args: argparse.Namespace) -> int:
