@@ -23,6 +23,8 @@ from StrokePerfusionSegLib.studyio import load_study
 from StrokePerfusionSegLib.volumes import lesion_volumes
 from StrokePerfusionSegLib.atomic import write_file_atomically
 
+from programmer_errors import raises_programmer_error
+
 PATIENT_NAME = "Doe^Jane"
 PATIENT_ID = "PID-0042-XYZ"
 
@@ -109,9 +111,13 @@ def test_dicom_seg_passes_dciodvfy(seg_file):
     assert errors == []
 
 
-def test_dicom_seg_needs_dicom_input(labels, tmp_path):
+def test_dicom_seg_needs_dicom_input_on_its_grid(dicom_study, labels, tmp_path):
     with pytest.raises(InputError, match="DICOM SEG needs a DICOM input"):
         writers.write_dicom_seg(labels, None, tmp_path / "x.dcm", method="dl", algorithm_name="m", algorithm_version="1")
+    assert list(tmp_path.iterdir()) == []
+    with raises_programmer_error(ValueError, match="slices but the reference series has"):
+        writers.write_dicom_seg(labels[1:], dicom_study.reference_headers, tmp_path / "x.dcm", method="dl",
+                                algorithm_name="m", algorithm_version="1")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -97,7 +97,8 @@ def write_dicom_seg(
         )
     labels = np.asarray(labels)
     if labels.shape[0] != len(reference_headers):
-        raise InputError(
+        # The labels come from the study's own grid: a mismatch is the caller's mistake.
+        raise ValueError(
             f"labels have {labels.shape[0]} slices but the reference series has {len(reference_headers)}"
         )
     sources = [pydicom.dcmread(h.filename, stop_before_pixels=True) for h in reference_headers]
