@@ -10,8 +10,8 @@
 #   SETTINGS="--set lr=1e-4 ..."   extra overrides;  MAX_MINUTES=60  training time box
 #   DEVICE=auto  MODEL_ID=sf-pmsn-small  VERSION=1.0.0
 #   TRAIN=strokeperfusionseg-train   the training command (e.g. TRAIN=.venv/bin/strokeperfusionseg-train)
-# Smoke test (about a minute):
-#   PATIENTS=6 SIZE=64 SLICES=4 FRAMES=30 SETTINGS="--set max_epochs=1 --set model.image_size=64" \
+# Smoke test (about two minutes; one cohort part, so that 10 patients fill every split):
+#   PATIENTS=10 WORKERS=1 SIZE=64 SLICES=4 FRAMES=30 SETTINGS="--set max_epochs=1 --set model.image_size=64" \
 #     training/scripts/train_default.sh /tmp/smoke
 # A rerun with the same OUT_DIR reuses the cohort and resumes the run.
 set -euo pipefail
