@@ -126,7 +126,7 @@ def method_needs(spec=None) -> tuple[tuple[str, ...], bool]:
     if spec == THRESHOLD:
         method = resolve_method(THRESHOLD)
         return method.required_maps, method.uses_nihss
-    from .bundle import read_manifest
+    from .bundleformat import read_manifest
     from .registry import resolve_model
 
     manifest = read_manifest(resolve_model(spec))
