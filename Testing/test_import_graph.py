@@ -101,9 +101,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 #: Cycles known and left to their owner; each must still exist (remove it here once cut).
-#: mrml.nodes.add_case_volumes imports mrml.ctp.add_ctp_sequence, a node builder that
-#: belongs in nodes.py (it came with the mrml_glue split; its callers use it from mrml.ctp).
-KNOWN_CYCLES = [["StrokePerfusionSegLib.mrml.ctp", "StrokePerfusionSegLib.mrml.nodes"]]
+KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycles():

@@ -356,7 +356,7 @@ def test_maps_from_a_ctp_sequence(scene, lvo_case, lvo_nodes):
 def test_perfusion_notes_reach_apply(scene, lvo_case):
     """A series cut short before the bolus has passed: the analysis' notes come back with the map
     volumes, and an Apply on those volumes reports them."""
-    short = mrml_ctp.add_ctp_sequence(scene, lvo_case.ctp[:14], lvo_case.geometry, lvo_case.dt_s, "short CTP")
+    short = mrml_nodes.add_ctp_sequence(scene, lvo_case.ctp[:14], lvo_case.geometry, lvo_case.dt_s, "short CTP")
     computed = mrml_ctp.compute_map_volumes(scene, short)
     assert computed.notes
     result = segment_volumes(scene, {name: computed.nodes[name] for name in ("cbf", "tmax", "mip")},

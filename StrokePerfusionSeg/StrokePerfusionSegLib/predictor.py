@@ -269,7 +269,7 @@ def _predict_network(
     converted = [name for name in config.inputs
                  if is_colour_coded(np.asarray(images[name])) != (config.encoding == "rgb")]
     if converted and config.encoding == "rgb":
-        notes.append(f"{', '.join(converted)} colour-coded with the product's look-up table (colourcoding.py), "
+        notes.append(f"{', '.join(converted)} colour-coded with the product's colour table, "
                      "as this model reads colour-coded maps")
     elif converted:
         notes.append(f"{', '.join(converted)} decoded from colour to values for this scalar-input model "

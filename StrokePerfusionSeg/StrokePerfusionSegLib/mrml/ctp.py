@@ -25,23 +25,6 @@ from .nodes import (
 )
 
 
-def add_ctp_sequence(scene, ctp: np.ndarray, geometry: Geometry, dt_s: float, name: str):
-    """Add a 4D CTP ``(t, z, y, x)`` in HU as a ``vtkMRMLSequenceNode`` (index: time in s)."""
-    from slicer import vtkMRMLScalarVolumeNode
-
-    if ctp.ndim != 4:
-        raise InputError(f"a CTP series must be 4D (t, z, y, x), got shape {ctp.shape}")
-    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
-    sequence.SetIndexName("time")
-    sequence.SetIndexUnit("s")
-    sequence.SetIndexType(sequence.NumericIndex)
-    frame = vtkMRMLScalarVolumeNode()
-    for index in range(ctp.shape[0]):
-        set_node_array(frame, np.asarray(ctp[index], dtype=np.float32), geometry)
-        sequence.SetDataNodeAtValue(frame, f"{index * dt_s:g}")
-    return sequence
-
-
 def ctp_from_node(node, dt_s: float | None = None) -> tuple[np.ndarray, Geometry, float]:
     """A 4D CTP node as ``(ctp (t, z, y, x) float32 HU, geometry, dt_s)``.
 

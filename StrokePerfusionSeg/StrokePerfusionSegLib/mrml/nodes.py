@@ -201,6 +201,23 @@ def put_in_item(scene, node, item: int) -> None:
         hierarchy.CreateItem(item, node)
 
 
+def add_ctp_sequence(scene, ctp: np.ndarray, geometry: Geometry, dt_s: float, name: str):
+    """Add a 4D CTP ``(t, z, y, x)`` in HU as a ``vtkMRMLSequenceNode`` (index: time in s)."""
+    from slicer import vtkMRMLScalarVolumeNode
+
+    if ctp.ndim != 4:
+        raise InputError(f"a CTP series must be 4D (t, z, y, x), got shape {ctp.shape}")
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", name)
+    sequence.SetIndexName("time")
+    sequence.SetIndexUnit("s")
+    sequence.SetIndexType(sequence.NumericIndex)
+    frame = vtkMRMLScalarVolumeNode()
+    for index in range(ctp.shape[0]):
+        set_node_array(frame, np.asarray(ctp[index], dtype=np.float32), geometry)
+        sequence.SetDataNodeAtValue(frame, f"{index * dt_s:g}")
+    return sequence
+
+
 def add_case_volumes(scene, case, *, colour_coded: bool = False) -> dict[str, object]:
     """Load a :class:`~StrokePerfusionSegLib.casefolder.Case` into ``scene`` as one study.
 
@@ -215,8 +232,6 @@ def add_case_volumes(scene, case, *, colour_coded: bool = False) -> dict[str, ob
         unit = None if colour_coded else MAP_SPECS[name].unit
         nodes[name] = add_volume_node(scene, array, case.geometry, f"{case.case_id} {name.upper()}", unit=unit)
     if case.ctp is not None:
-        from .ctp import add_ctp_sequence
-
         nodes["ctp"] = add_ctp_sequence(scene, case.ctp, case.geometry, case.dt_s, f"{case.case_id} CTP")
     for node in nodes.values():
         put_in_item(scene, node, study)
