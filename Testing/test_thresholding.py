@@ -151,3 +151,18 @@ def test_finds_the_lesion_of_a_phantom_lvo_case(tiny_cohort, lvo_case):
     hypoperfused = dice(labels >= 2, truth >= 2)
     assert hypoperfused > max(0.7, 1.5 * chance), (hypoperfused, chance)
     assert dice(labels == 3, truth == 3) > 0.5
+
+
+@pytest.mark.parametrize("spacing_yx", [(0.43, 0.43), (1.0, 0.7), (0.3, 0.5), (2.5, 2.5)])
+def test_brain_mask_opening_equals_scipy_binary_opening(spacing_yx):
+    """The row-decomposed disk opening is scipy's, voxel for voxel, on blobs touching the edges."""
+    from scipy import ndimage
+
+    from StrokePerfusionSegLib.brainmask import OPENING_RADIUS_MM, _disk, _opening
+
+    rng = np.random.default_rng(1)
+    mask = ndimage.uniform_filter(rng.random((3, 48, 56)), size=(1, 7, 7)) > 0.49
+    disk = _disk(OPENING_RADIUS_MM, spacing_yx)
+    expected = ndimage.binary_opening(mask, structure=disk)
+    assert 0 < np.count_nonzero(expected) < np.count_nonzero(mask) or disk.size == 1
+    np.testing.assert_array_equal(_opening(mask, disk), expected)

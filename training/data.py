@@ -8,8 +8,9 @@ Every case is checked before any training starts (:func:`load_training_cases`): 
 one grid per case, labels in 0..3, NIHSS present when the model reads it, no empty split.
 
 The network sees 2D axial slices. :class:`SliceDataset` keeps each case's maps in memory and
-encodes one slice per item with :func:`StrokePerfusionSegLib.encoding.encode_inputs`, so the
-same encoding serves training and prediction. Items are addressed by ``(slice_index,
+encodes one slice per item with the predictor's
+:func:`StrokePerfusionSegLib.predictor.network_input`, so the same encoding and resampling
+serve training and prediction. Items are addressed by ``(slice_index,
 augmentation_seed)`` keys that the trainer plans per epoch (:func:`epoch_plan`): augmentation
 and shuffling then depend only on the run seed and the epoch, not on worker or process count,
 which keeps runs reproducible, resumable and identical under data-parallel training.
@@ -325,14 +326,13 @@ class SliceDataset:
     def __getitem__(self, key):
         import torch
 
-        from StrokePerfusionSegLib.encoding import encode_inputs
+        from StrokePerfusionSegLib.predictor import network_input
 
         index, augmentation_seed = key if isinstance(key, tuple) else (key, None)
         case_index, z = self.slices[index]
         case, resampler = self.cases[case_index], self.resamplers[case_index]
-        inputs = self.config.inputs
-        encoded = encode_inputs({n: case.images[n][z:z + 1] for n in inputs}, inputs, self.config.encoding)
-        images = resampler.to_network(torch.from_numpy(encoded))[0]
+        chunk = {n: case.images[n][z:z + 1] for n in self.config.inputs}
+        images = network_input(chunk, self.config, resampler, "cpu")[0]
         target = self._resize_label(torch.from_numpy(case.label[z].astype(np.int64)), resampler)
         if self.augmentation is not None and augmentation_seed is not None:
             images, target = self.augmentation(images, target, augmentation_seed)

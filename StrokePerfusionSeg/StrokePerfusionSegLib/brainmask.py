@@ -30,6 +30,36 @@ def _disk(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
     return inside[None]
 
 
+def _by_disk_rows(mask: np.ndarray, disk: np.ndarray, combine, filter1d) -> np.ndarray:
+    """Erosion (``np.logical_and``, ``minimum_filter1d``) or dilation (``np.logical_or``,
+    ``maximum_filter1d``) of ``mask`` (z, y, x) by a symmetric in-plane ``disk`` (1, ny, nx),
+    voxels beyond the grid counting as False: the same result as scipy's binary erosion and
+    dilation.
+
+    The disk is the union of its rows, each a centred segment along x. Each segment length is
+    one 1D filter (cost independent of the length), then the rows are combined shifted along y:
+    the cost grows with the disk's height, not its area (at 0.43 mm pixels a 2 mm disk has 9
+    rows but 69 elements), so it stays near linear in voxels as the resolution grows.
+    """
+    ry = disk.shape[1] // 2
+    ny = mask.shape[1]
+    out = np.full_like(mask, combine is np.logical_and)
+    segments = {}
+    for dy, row in zip(range(-ry, ry + 1), disk[0]):
+        half = int(row.sum()) // 2
+        if half not in segments:
+            segment = filter1d(mask, 2 * half + 1, axis=2, mode="constant", cval=0)
+            segments[half] = np.pad(segment, ((0, 0), (ry, ry), (0, 0)))  # False beyond the grid
+        combine(out, segments[half][:, ry + dy : ry + dy + ny], out=out)
+    return out
+
+
+def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, structure=disk)`` for a symmetric in-plane disk."""
+    eroded = _by_disk_rows(mask, disk, np.logical_and, ndimage.minimum_filter1d)
+    return _by_disk_rows(eroded, disk, np.logical_or, ndimage.maximum_filter1d)
+
+
 def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Brain parenchyma mask: skull, air, CSF and opacified vessels stripped.
 
@@ -59,7 +89,7 @@ def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float])
     tissue &= ~vessel
     disk = _disk(OPENING_RADIUS_MM, (spacing[1], spacing[2]))
     if disk.size > 1:
-        tissue = ndimage.binary_opening(tissue, structure=disk)
+        tissue = _opening(tissue, disk)
     labels, count = ndimage.label(tissue)
     if count == 0:
         return tissue

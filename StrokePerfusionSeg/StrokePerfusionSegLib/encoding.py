@@ -69,27 +69,92 @@ def _normalised_levels(table: np.ndarray) -> np.ndarray:
     return (table.astype(np.float32) / np.float32(255.0) - mean) / std
 
 
-def _encode_branch(name: str, image: np.ndarray, encoding: str, out: np.ndarray) -> None:
-    """Write one map, encoded and normalised, into ``out`` of shape ``(z, 3, y, x)``.
+def _encode_rgb(name: str, image: np.ndarray, out: np.ndarray) -> None:
+    """Write one map, colour-coded and normalised, into ``out`` of shape ``(z, 3, y, x)``.
 
     Colour work goes through 256-entry tables, so each output value is one table look-up.
     """
-    if encoding == "rgb":
-        if is_colour_coded(image):
-            levels = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
-            for channel in range(3):
-                out[:, channel] = levels[:, channel][image[..., channel]]
-        else:
-            levels = _normalised_levels(colourcoding.lut_for(name))
-            index = colourcoding.window_to_index(image, name)
-            for channel in range(3):
-                out[:, channel] = levels[:, channel][index]
-        return
-    values = colourcoding.decode_rgb(image, name) if is_colour_coded(image) else image
+    if is_colour_coded(image):
+        levels = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
+        for channel in range(3):
+            out[:, channel] = levels[:, channel][image[..., channel]]
+    else:
+        levels = _normalised_levels(colourcoding.lut_for(name))
+        index = colourcoding.window_to_index(image, name)
+        for channel in range(3):
+            out[:, channel] = levels[:, channel][index]
+
+
+def _write_unit(name: str, image: np.ndarray, out: np.ndarray) -> None:
+    """Write one map of the scalar encoding before normalisation into ``out`` (z, y, x) float32:
+    its window scaled to 0..1."""
+    out[...] = colourcoding.decode_rgb(image, name) if is_colour_coded(image) else image
     low, high = mapspecs.map_spec(name).window
-    unit = np.clip((np.asarray(values, dtype=np.float32) - np.float32(low)) / np.float32(high - low), 0.0, 1.0)
-    for channel in range(3):
-        out[:, channel] = (unit - np.float32(IMAGENET_MEAN[channel])) / np.float32(IMAGENET_STD[channel])
+    out -= np.float32(low)
+    out /= np.float32(high - low)
+    np.clip(out, 0.0, 1.0, out=out)
+
+
+def _stacked_units(checked: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
+    """``(z, n, y, x)`` unit maps of already checked maps."""
+    z, y, x = checked[inputs[0]].shape[:3]
+    units = np.empty((z, len(inputs), y, x), np.float32)
+    for branch, name in enumerate(inputs):
+        _write_unit(name, checked[name], units[:, branch])
+    return units
+
+
+def normalise_units(units, out):
+    """ImageNet-normalise 0..1 maps onto the three channels a VGG-16 trunk reads.
+
+    Parameters
+    ----------
+    units : (B, n, y, x) float32 ndarray or torch tensor
+        Maps scaled to 0..1 (:func:`scalar_units`), possibly resampled since.
+    out : (B, n, 3, y, x) float32, the same kind as ``units``
+        Written in place and returned.
+
+    Normalisation is per pixel and affine, so resampling the ``n`` unit maps and normalising
+    afterwards equals normalising the ``3 n`` channels and resampling them (up to rounding),
+    at a third of the resampling work.
+    """
+    for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
+        out[:, :, channel] = (units - mean) / std
+    return out
+
+
+def _checked_maps(images: Mapping[str, np.ndarray], inputs: Sequence[str], encoding: str) -> dict:
+    """The maps named in ``inputs``, validated, of one common (z, y, x) shape."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    if len(inputs) == 0:
+        raise ValueError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
+    missing = [name for name in inputs if name not in images]
+    if missing:
+        raise InputError(
+            f"missing input map(s) {', '.join(missing)}: the model reads {', '.join(inputs)}; "
+            f"given {', '.join(images) or 'none'}"
+        )
+    checked = {name: _check_map(name, images[name]) for name in inputs}
+    shapes = {name: image.shape[:3] for name, image in checked.items()}
+    if len(set(shapes.values())) > 1:
+        listing = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise InputError(f"input maps differ in shape (z, y, x): {listing}; resample them to one grid")
+    return checked
+
+
+def scalar_units(images: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
+    """The scalar encoding before normalisation: each map's window scaled to 0..1.
+
+    Parameters and errors as :func:`encode_inputs` (with ``encoding="scalar"``).
+
+    Returns
+    -------
+    ndarray of float32, shape ``(z, len(inputs), y, x)``
+        ``encode_inputs(images, inputs, "scalar")`` is :func:`normalise_units` of this.
+    """
+    checked = _checked_maps(images, inputs, "scalar")
+    return _stacked_units(checked, inputs)
 
 
 def encode_inputs(
@@ -121,26 +186,13 @@ def encode_inputs(
     ValueError
         Unknown encoding or no input named (the model configuration is checked before).
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
-    if len(inputs) == 0:
-        raise ValueError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
-    missing = [name for name in inputs if name not in images]
-    if missing:
-        raise InputError(
-            f"missing input map(s) {', '.join(missing)}: the model reads {', '.join(inputs)}; "
-            f"given {', '.join(images) or 'none'}"
-        )
-    checked = {name: _check_map(name, images[name]) for name in inputs}
-    shapes = {name: image.shape[:3] for name, image in checked.items()}
-    if len(set(shapes.values())) > 1:
-        listing = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
-        raise InputError(f"input maps differ in shape (z, y, x): {listing}; resample them to one grid")
-
-    z, y, x = next(iter(shapes.values()))
+    checked = _checked_maps(images, inputs, encoding)
+    z, y, x = next(iter(checked.values())).shape[:3]
     out = np.empty((z, len(inputs), 3, y, x), dtype=np.float32)
+    if encoding == "scalar":
+        return normalise_units(_stacked_units(checked, inputs), out)
     for branch, name in enumerate(inputs):
-        _encode_branch(name, checked[name], encoding, out[:, branch])
+        _encode_rgb(name, checked[name], out[:, branch])
     return out
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from . import mapspecs
 from .brainmask import brain_mask_from_mip
 from .colourcoding import decode_colour_input
-from .encoding import encode_inputs, is_colour_coded
+from .encoding import encode_inputs, is_colour_coded, normalise_units, scalar_units
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
 from .nihss import check_nihss
@@ -57,8 +57,8 @@ class Prediction:
     notes : list of str
         What the user should know about how the result was made.
     timings : dict of str to float
-        Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``,
-        ``network_s``, ``postprocess_s`` for a network or ``threshold_s`` for thresholding;
+        Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``
+        (encoding and resampling to the model's size), ``network_s``, ``postprocess_s`` for a network or ``threshold_s`` for thresholding;
         ``total_s`` always.
     """
 
@@ -355,15 +355,35 @@ def slices_per_batch(config, memory_budget_mb: float, dtype=None) -> int:
 
 
 def padding_values(config) -> np.ndarray:
-    """Encoded value ``(n, 3)`` of an empty (zero) map: what pads a slice to a square."""
+    """What pads a slice to a square before resampling: the value of an empty (zero) map.
+
+    Per branch the 0..1 value ``(n,)`` for the scalar encoding (resampled before it is
+    normalised, :func:`network_input`), the encoded value ``(n, 3)`` for the rgb encoding.
+    """
     zero = {name: np.zeros((1, 1, 1), np.float32) for name in config.inputs}
+    if config.encoding == "scalar":
+        return scalar_units(zero, config.inputs)[0, :, 0, 0]
     return encode_inputs(zero, config.inputs, config.encoding)[0, :, :, 0, 0]
+
+
+def network_input(images: Mapping[str, np.ndarray], config, resampler: SliceResampler, device):
+    """Network input ``(B, n, 3, S, S)`` float32 on ``device`` from ``B`` slices of the maps.
+
+    The scalar encoding resamples its ``n`` 0..1 maps to the model's size and normalises them
+    onto 3 channels there (a third of the resampling, and normalising at 128 px rather than
+    512 px); the rgb encoding looks its colours up on the input grid, then resamples.
+    Training uses it too, so the network sees at training what it sees at inference.
+    """
+    import torch
+
+    if config.encoding == "scalar":
+        units = resampler.to_network(torch.from_numpy(scalar_units(images, config.inputs)).to(device))
+        return normalise_units(units, units.new_empty(*units.shape[:2], 3, *units.shape[2:]))
+    return resampler.to_network(torch.from_numpy(encode_inputs(images, config.inputs, config.encoding)).to(device))
 
 
 class SliceResampler:
     """Pads slices to a square (centred) and resizes them to the network's size, and back.
-
-    Training uses it too, so the network sees at training what it sees at inference.
 
     Parameters
     ----------
@@ -371,8 +391,9 @@ class SliceResampler:
         In-plane shape of the input slices.
     size : int
         The network's square image size ``S``.
-    pad_values : (n, 3) ndarray
-        Encoded value of an empty map per branch and channel (:func:`padding_values`).
+    pad_values : ndarray
+        Value of an empty map for every channel between the batch and the in-plane axes, e.g.
+        ``(n,)`` or ``(n, 3)`` (:func:`padding_values`).
     """
 
     def __init__(self, shape_yx: tuple[int, int], size: int, pad_values: np.ndarray):
@@ -384,22 +405,22 @@ class SliceResampler:
         self.resamples = shape_yx != (size, size)
 
     def to_network(self, x):
-        """``(B, n, 3, y, x)`` -> ``(B, n, 3, S, S)``."""
+        """``(B, ..., y, x)`` -> ``(B, ..., S, S)``, the middle axes shaped as ``pad_values``."""
         import torch.nn.functional as F
 
         if not self.resamples:
             return x
-        b, n, c, _, _ = x.shape
+        b, channels = x.shape[0], x.shape[1:-2]
         if self.shape[0] != self.shape[1]:
-            square = x.new_empty(b, n, c, self.side, self.side)
-            square[:] = x.new_tensor(self.pad_values)[None, :, :, None, None]
+            square = x.new_empty(b, *channels, self.side, self.side)
+            square[:] = x.new_tensor(self.pad_values)[..., None, None]
             (oy, ox), (ny, nx) = self.offset, self.shape
             square[..., oy : oy + ny, ox : ox + nx] = x
             x = square
-        x = x.reshape(b, n * c, self.side, self.side)
+        x = x.reshape(b, -1, self.side, self.side)
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                           antialias=self.side > self.size)
-        return x.reshape(b, n, c, self.size, self.size)
+        return x.reshape(b, *channels, self.size, self.size)
 
     def to_input(self, p):
         """Probabilities ``(B, C, S, S)`` -> ``(B, C, y, x)``."""
@@ -426,7 +447,7 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
         brain mask is applied.
     probabilities : (z, C, y, x) float32
     encode_s : float
-        Seconds spent encoding.
+        Seconds spent encoding and resampling the input.
     """
     import torch
 
@@ -460,9 +481,8 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
                     raise CancelledError("segmentation cancelled")
                 tic = time.perf_counter()
                 chunk = {name: values[first : first + batch] for name, values in images.items()}
-                encoded = encode_inputs(chunk, config.inputs, config.encoding)
+                x = network_input(chunk, config, resampler, device)
                 encode_s += time.perf_counter() - tic
-                x = resampler.to_network(torch.from_numpy(encoded).to(device))
                 scores = None if nihss is None else torch.full((x.shape[0],), nihss, device=device)
                 p = resampler.to_input(torch.softmax(model(x, scores).float(), dim=1))
                 launched = (first, (_most_probable(p, masked, config.num_classes), p))
@@ -484,10 +504,12 @@ def _most_probable(probabilities, masked: bool, num_classes: int):
     """
     import torch
 
+    # max().indices, not argmax(): the same first-maximum labels, several times faster over the
+    # strided channel slice (argmax copies it first).
     if num_classes == 3:
-        labels = BRAIN + probabilities.argmax(dim=1)
+        labels = BRAIN + probabilities.max(dim=1).indices
     elif masked:
-        labels = BRAIN + probabilities[:, BRAIN:].argmax(dim=1)
+        labels = BRAIN + probabilities[:, BRAIN:].max(dim=1).indices
     else:
-        labels = probabilities.argmax(dim=1)
+        labels = probabilities.max(dim=1).indices
     return labels.to(torch.uint8)
