@@ -251,3 +251,21 @@ def test_slice_resampler_pads_with_the_empty_map_value_and_round_trips():
     assert torch.allclose(network[0, :, :, 32, 0], torch.as_tensor(pad))  # left padding column
     back = resampler.to_input(torch.full((1, 4, 64, 64), 0.25))
     assert back.shape == (1, 4, 48, 32) and torch.allclose(back, torch.tensor(0.25))
+
+
+def test_scalar_input_resampled_before_normalising_equals_encoding_first():
+    """The scalar encoding resamples its 0..1 maps, then normalises: the same input (to
+    rounding) as normalising all three channels on the input grid and resampling those."""
+    from StrokePerfusionSegLib.encoding import encode_inputs
+    from StrokePerfusionSegLib.predictor import SliceResampler, network_input, padding_values
+
+    config = ModelConfig(inputs=("cbf", "tmax"), width=1 / 16, image_size=64, encoding="scalar")
+    rng = np.random.default_rng(2)
+    images = {"cbf": rng.uniform(-5, 90, (2, 96, 72)), "tmax": rng.uniform(0, 14, (2, 96, 72))}
+    full_pad = encode_inputs({n: np.zeros((1, 1, 1)) for n in config.inputs}, config.inputs, "scalar")[0, :, :, 0, 0]
+    expected = SliceResampler((96, 72), 64, full_pad).to_network(
+        torch.from_numpy(encode_inputs(images, config.inputs, "scalar")))
+    units_first = network_input(images, config, SliceResampler((96, 72), 64, padding_values(config)), "cpu")
+    assert padding_values(config).shape == (2,)
+    assert units_first.shape == expected.shape == (2, 2, 3, 64, 64)
+    torch.testing.assert_close(units_first, expected, rtol=0, atol=1e-5)
