@@ -199,3 +199,32 @@ def test_imagenet_bad_requests_are_input_errors(vgg16_state_file, tmp_path):
     torch.save(torchvision.models.vgg11(weights=None).state_dict(), vgg11)
     with pytest.raises(InputError, match="13"):
         build_model(ModelConfig(inputs=("cbf",), image_size=32), imagenet_weights=vgg11)
+
+
+def _concatenating_forward(model, images, nihss):
+    """SF written the plain way: every level's skips concatenated across branches, then with
+    the decoder's up-convolution (what :func:`fused_skips` lays out without the extra copy)."""
+    branch_skips, features = [], []
+    for index, name in enumerate(model.config.inputs):
+        skips, pooled = model.trunks[name](images[:, index])
+        branch_skips.append(skips)
+        features.append(model.bottlenecks[name](pooled))
+    skips = [torch.cat(level, dim=1) for level in zip(*branch_skips)]
+    decoder = model.decoder
+    x = torch.cat([decoder.first_up(model.fuse_bottleneck(features, nihss)), skips[4]], dim=1)
+    for stage, skip in zip(decoder.stages, reversed(skips[:4])):
+        x = torch.cat([stage.up(stage.convs(x)), skip], dim=1)
+    return decoder.head(x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_skips_give_the_concatenating_forward(channels_last):
+    torch.manual_seed(0)
+    config = ModelConfig(arch="SF", inputs=PMS, use_nihss=True, **SMALL)
+    model = build_model(config).eval()
+    images, nihss = images_for(config), torch.tensor([3.0, 20.0])
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images, nihss), _concatenating_forward(model, images, nihss),
+                                   rtol=1e-5, atol=1e-6)

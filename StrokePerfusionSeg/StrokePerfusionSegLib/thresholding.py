@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from .errors import InputError
 from .labels import BRAIN, CORE, PENUMBRA
@@ -169,6 +168,8 @@ def find_midline(
 
 def remove_small_islands(mask: np.ndarray, spacing: Sequence[float], min_ml: float) -> np.ndarray:
     """``mask`` without its 26-connected components smaller than ``min_ml`` ml."""
+    from scipy import ndimage  # here, not at import: the CLI's parser reads ThresholdParams
+
     mask = np.asarray(mask, dtype=bool)
     if min_ml <= 0 or not mask.any():
         return mask

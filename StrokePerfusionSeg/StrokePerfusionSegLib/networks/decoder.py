@@ -30,21 +30,54 @@ def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class DecoderStage(nn.Module):
-    """Two 3x3 convs + ReLU, a 2x2 stride-2 transposed conv + ReLU, then concatenation with
-    the skip features of that resolution.
+def fused_skips(branch_skips: Sequence[Sequence[torch.Tensor]], up_channels: Sequence[int]) -> list[torch.Tensor]:
+    """Every level's skip features of all branches, written once into the decoder's input.
 
-    Shapes: ``x (B, in_channels, h, w)``, ``skip (B, skip_channels, 2h, 2w)``
-    -> ``(B, channels + skip_channels, 2h, 2w)``.
+    Parameters
+    ----------
+    branch_skips : per branch, the skip features ``(B, c, h, w)`` of every level
+    up_channels : per level, the channels the decoder's up-convolution will fill
+
+    Returns
+    -------
+    list of ``(B, up + n * c, h, w)`` tensors, one per level, in the skips' dtype and memory
+    format: channels ``[0, up)`` left for the decoder, then each branch's skip in branch order.
+    This is ``cat([up, cat(skips)])`` with the skips copied once instead of twice.
+    """
+    fused = []
+    for level, skips in enumerate(zip(*branch_skips)):
+        first = skips[0]
+        channels_last = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+        buffer = torch.empty(
+            (first.shape[0], up_channels[level] + sum(s.shape[1] for s in skips), *first.shape[2:]),
+            dtype=first.dtype, device=first.device,
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        )
+        start = up_channels[level]
+        for skip in skips:
+            buffer[:, start : start + skip.shape[1]] = skip
+            start += skip.shape[1]
+        fused.append(buffer)
+    return fused
+
+
+class DecoderStage(nn.Module):
+    """Two 3x3 convs + ReLU, a 2x2 stride-2 transposed conv + ReLU, written in front of the
+    skip features of that resolution (:func:`fused_skips`).
+
+    Shapes: ``x (B, in_channels, h, w)``, ``fused (B, channels + skip_channels, 2h, 2w)``
+    -> ``fused`` with its first ``channels`` filled.
     """
 
     def __init__(self, in_channels: int, channels: int):
         super().__init__()
+        self.channels = channels
         self.convs = _double_conv(in_channels, channels)
         self.up = _up(channels, channels)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.up(self.convs(x)), skip], dim=1)
+    def forward(self, x: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        fused[:, : self.channels] = self.up(self.convs(x))
+        return fused
 
 
 class SlowFusionDecoder(nn.Module):
@@ -65,7 +98,8 @@ class SlowFusionDecoder(nn.Module):
 
     Shapes
     ------
-    forward(x (B, in_channels, H/32, W/32), skips [block1..block5]) -> logits (B, num_classes, H, W)
+    forward(x (B, in_channels, H/32, W/32), fused [block1..block5]) -> logits (B, num_classes, H, W),
+    ``fused = fused_skips(per-branch skips, decoder.up_channels)``
     """
 
     def __init__(
@@ -90,8 +124,15 @@ class SlowFusionDecoder(nn.Module):
             _double_conv(in_channels, head), nn.Conv2d(head, num_classes, kernel_size=1)
         )
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = torch.cat([self.first_up(x), skips[4]], dim=1)
-        for stage, skip in zip(self.stages, reversed(skips[:4])):
-            x = stage(x, skip)
+    @property
+    def up_channels(self) -> tuple[int, ...]:
+        """Channels the decoder puts in front of each level's skips, block1 to block5 order."""
+        return (*(stage.channels for stage in reversed(self.stages)), self.first_up[0].out_channels)
+
+    def forward(self, x: torch.Tensor, fused: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``fused``: the skips of every level as :func:`fused_skips` lays them out for this decoder."""
+        fused[4][:, : self.up_channels[4]] = self.first_up(x)
+        x = fused[4]
+        for stage, level in zip(self.stages, reversed(fused[:4])):
+            x = stage(x, level)
         return self.head(x)

@@ -7,7 +7,7 @@ from torch import nn
 
 from .base import SegmentationNetwork
 from .config import ModelConfig
-from .decoder import SlowFusionDecoder
+from .decoder import SlowFusionDecoder, fused_skips
 from .heads import BOTTLENECK_FILTERS, BranchBottleneck
 from .vgg import VGG16Trunk, inflated_depths, init_relu_convolutions
 
@@ -68,4 +68,6 @@ class EarlyFusionNet(SegmentationNetwork):
             pooled = pooled.flatten(1, 2)
         else:
             skips, pooled = self.trunk(self.fusion(images.flatten(1, 2)))
-        return self.decoder(self.fuse_bottleneck([self.bottleneck(pooled)], nihss), skips)
+        fused = fused_skips([skips], self.decoder.up_channels)
+        del skips
+        return self.decoder(self.fuse_bottleneck([self.bottleneck(pooled)], nihss), fused)

@@ -7,7 +7,7 @@ from torch import nn
 
 from .base import SegmentationNetwork
 from .config import ModelConfig
-from .decoder import SlowFusionDecoder
+from .decoder import SlowFusionDecoder, fused_skips
 from .heads import BOTTLENECK_FILTERS, BranchBottleneck
 from .vgg import VGG16Trunk, init_relu_convolutions
 
@@ -56,6 +56,6 @@ class SlowFusionNet(SegmentationNetwork):
             skips, pooled = self.trunks[name](images[:, index])
             branch_skips.append(skips)
             branch_features.append(self.bottlenecks[name](pooled))
-        skips = [torch.cat(level, dim=1) for level in zip(*branch_skips)]
-        del branch_skips  # in inference, frees the per-branch copies before the decoder runs
-        return self.decoder(self.fuse_bottleneck(branch_features, nihss), skips)
+        fused = fused_skips(branch_skips, self.decoder.up_channels)
+        del branch_skips, skips  # in inference, frees the per-branch features before the decoder runs
+        return self.decoder(self.fuse_bottleneck(branch_features, nihss), fused)
