@@ -128,6 +128,24 @@ def test_bf16_autocast_on_cpu_is_close_to_fp32(bundle, study):
     assert np.abs(fp32.probabilities - bf16.probabilities).max() < 0.05
 
 
+def test_bf16_weights_are_cast_once_per_call_not_per_batch(bundle, study):
+    """Autocast's weight cache works across the batches of one call (casts counted by the profiler)."""
+    from torch.profiler import profile
+
+    images, mip = study
+
+    def casts(slices: int) -> int:
+        with profile() as prof:
+            predict({n: v[:slices] for n, v in images.items()}, SPACING, method=bundle, mip=mip[:slices],
+                    precision="bf16", memory_budget_mb=1e-3)  # one slice per batch
+        return sum(event.count for event in prof.key_averages() if event.key == "aten::_to_copy")
+
+    one, four = casts(1), casts(4)
+    parameters = len(list(bundle.model.parameters()))
+    assert one >= parameters  # the first forward casts every weight
+    assert four - one < parameters // 2, (one, four)
+
+
 def test_nihss_model(nihss_bundle, study):
     images, mip = study
     with_mip = {**images, "mip": mip}

@@ -473,7 +473,9 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32,
+        # no_grad, not inference_mode: under inference_mode autocast re-casts every weight in every
+        # forward; under no_grad it casts each once per call (its cache), identical results.
+        with torch.no_grad(), torch.autocast(device.type, dtype=dtype or torch.float32,
                                                       enabled=dtype is not None):
             pending = None
             for first in range(0, total, batch):
