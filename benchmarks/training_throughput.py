@@ -6,7 +6,10 @@
 
 Times forward, per-slice focal Tversky loss, backward and the Adam step on random inputs of the
 config's shape, batch = the config's batch size, after two warm-up steps; the same step the
-trainer runs (its precision rules included). Use it to size epochs and time boxes.
+trainer runs (its precision and channels-last rules included). Use it to size epochs and time
+boxes. Also prints the FLOP bound: a same-run matrix product's rate of the training dtype over
+3x the forward FLOPs per slice (forward + backward through activations and weights), and the
+fraction of it reached.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from strokeperfusionseg_training.config import parse_override
     from strokeperfusionseg_training.experiments import plan_experiment
+    from StrokePerfusionSegLib.commands.bench import MATMUL_SIZE, matmul_gflops
+    from StrokePerfusionSegLib.cpufeatures import describe_bf16
+    from StrokePerfusionSegLib.flops import model_cost
     from strokeperfusionseg_training.trainer import (
-        Distributed, autocast_context, build_loss, optimizer_step, per_slice_loss, select_device,
+        Distributed, autocast_context, build_loss, optimizer_step, per_slice_loss, resolved_precision,
+        select_device,
     )
 
     _, (run,) = plan_experiment(args.config, dict(parse_override(t) for t in args.overrides))
     config, model_config = run.config, run.config.model_config()
     device = select_device(args.device, Distributed())
-    from StrokePerfusionSegLib.networks import build_model
+    from StrokePerfusionSegLib.networks import build_model, to_channels_last
 
-    model = build_model(model_config, imagenet_weights=None).to(device).train()
+    model = to_channels_last(build_model(model_config, imagenet_weights=None).to(device)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     autocast, needs_scaler = autocast_context(config.precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
@@ -68,7 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{model_config.arch} inputs={','.join(model_config.inputs)} nihss={model_config.use_nihss} "
           f"width={model_config.width} size={s} batch={b} params={parameters / 1e6:.2f}M device={device} "
           f"threads={torch.get_num_threads()}")
-    print(f"{seconds:.3f} s per step, {b / seconds:.1f} slices/s")
+    precision = resolved_precision(config.precision, device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    rate = matmul_gflops(device, dtype, MATMUL_SIZE[device.type], repeats=5)
+    bound = rate * 1e9 / (3 * model_cost(model_config).flops_per_slice)
+    print(f"precision {precision} (config: {config.precision}"
+          f"{'; ' + describe_bf16() if device.type == 'cpu' else ''})")
+    print(f"{seconds:.3f} s per step, {b / seconds:.1f} slices/s; FLOP bound {bound:.0f} slices/s "
+          f"(matmul {MATMUL_SIZE[device.type]}^3 {precision} {rate:.0f} GFLOP/s): {b / seconds / bound:.0%} of it")
     return 0
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from StrokePerfusionSegLib.casefolder import write_json
+from StrokePerfusionSegLib.cpufeatures import describe_bf16, native_bf16_flags
 from StrokePerfusionSegLib.errors import InputError
 
 from . import data
@@ -73,12 +74,22 @@ def select_device(device: str, dist: Distributed) -> torch.device:
     return torch.device(device)
 
 
+def resolved_precision(precision: str, device: torch.device) -> str:
+    """``auto`` made concrete: on CUDA bf16 AMP (fp16 where bf16 is unsupported), on a CPU bf16
+    where the CPU has native bf16 (AVX512-BF16/AMX flags) and fp32 where it would be emulated."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if native_bf16_flags() else "fp32"
+
+
 def autocast_context(precision: str, device: torch.device):
     """The autocast context and whether fp16 gradient scaling is needed."""
     if precision == "auto":
-        if device.type != "cuda":
-            return contextlib.nullcontext(), False
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        precision = resolved_precision(precision, device)
+        if device.type == "cpu":
+            log.info("precision auto on the CPU: %s (%s)", precision, describe_bf16())
     if precision == "fp32":
         return contextlib.nullcontext(), False
     if precision == "fp16" and device.type != "cuda":
@@ -303,14 +314,14 @@ class _Fitter:
 
     # -- the run ------------------------------------------------------------------------------
     def run(self) -> dict:
-        from StrokePerfusionSegLib.networks import build_model
+        from StrokePerfusionSegLib.networks import build_model, to_channels_last
 
         config, dist = self.config, self.dist
         started = time.monotonic()
         seed_everything(config.seed, config.deterministic)
         self.autocast, needs_scaler = autocast_context(config.precision, self.device)
         self.loss_fn = build_loss(config)
-        model = build_model(self.model_config, imagenet_weights=config.imagenet_weights).to(self.device)
+        model = to_channels_last(build_model(self.model_config, imagenet_weights=config.imagenet_weights).to(self.device))
         if self.resume_state is None:
             if config.init_from:
                 model.load_state_dict(bundle_weights(config.init_from, self.model_config))

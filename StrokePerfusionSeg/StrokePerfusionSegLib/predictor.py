@@ -27,6 +27,7 @@ import numpy as np
 from . import mapspecs
 from .brainmask import brain_mask_from_mip
 from .colourcoding import decode_colour_input
+from .cpufeatures import describe_bf16, native_bf16_flags
 from .encoding import encode_inputs, is_colour_coded, normalise_units, scalar_units
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
@@ -292,7 +293,8 @@ def _predict_network(
             "pixels per slice (padded to square, bilinear) and probabilities back to the input grid; "
             "your data and the labels' grid are unchanged"
         )
-    notes.append(f"precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')} on {torch_device}")
+    chosen = f"precision {'fp32' if dtype is None else str(dtype).replace('torch.', '')} on {torch_device}"
+    notes.append(chosen + (f" ({describe_bf16()})" if precision == "auto" and torch_device.type == "cpu" else ""))
     checks_end = time.perf_counter()
 
     batch = slices_per_batch(config, memory_budget_mb, dtype)
@@ -335,8 +337,7 @@ def _autocast_dtype(precision: str, device):
     if precision == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return torch.bfloat16 if native_bf16 else None
+        return torch.bfloat16 if native_bf16_flags() else None
     if precision == "fp16" and device.type == "cpu":
         raise InputError("fp16 runs on CUDA only: use precision bf16 or fp32 on the CPU")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -451,10 +452,9 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
     """
     import torch
 
-    model.eval().to(device)
-    # Channels-last (NHWC) is what oneDNN and cuDNN convolve fastest; 3D (EFI) weights stay NCDHW.
-    if not any(p.dim() == 5 for p in model.parameters()):
-        model.to(memory_format=torch.channels_last)
+    from .networks import to_channels_last
+
+    to_channels_last(model.eval().to(device))
     total = next(iter(images.values())).shape[0]
     labels = probabilities = None
     encode_s = 0.0

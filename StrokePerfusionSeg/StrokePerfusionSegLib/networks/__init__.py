@@ -3,7 +3,7 @@ fusion (EFI) over VGG-16 trunks, built from a :class:`ModelConfig`."""
 
 from .config import ARCHITECTURES, ENCODINGS, ModelConfig
 from .early_fusion import EarlyFusionNet
-from .factory import build_model
+from .factory import build_model, to_channels_last
 from .freezing import STAGES, set_trunk_trainable
 from .pretrained import TORCHVISION_VGG16_FILE, torchvision_cache_file
 from .slow_fusion import SlowFusionNet
@@ -21,5 +21,6 @@ __all__ = [
     "VGG16Trunk",
     "build_model",
     "set_trunk_trainable",
+    "to_channels_last",
     "torchvision_cache_file",
 ]
