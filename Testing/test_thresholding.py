@@ -166,3 +166,19 @@ def test_brain_mask_opening_equals_scipy_binary_opening(spacing_yx):
     expected = ndimage.binary_opening(mask, structure=disk)
     assert 0 < np.count_nonzero(expected) < np.count_nonzero(mask) or disk.size == 1
     np.testing.assert_array_equal(_opening(mask, disk), expected)
+
+
+def test_midline_moments_equal_those_of_the_voxel_coordinates():
+    """The column-count moments give the centre and principal axis of every voxel's position."""
+    spacing = (5.0, 0.7, 0.9)
+    rng = np.random.default_rng(3)
+    mask = np.zeros((3, 60, 50), bool)
+    mask[:, 10:50, 12:40] = rng.random((3, 40, 28)) > 0.3
+    _, ys, xs = np.nonzero(mask)
+    points = np.stack([ys * spacing[1], xs * spacing[2]], axis=1)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(points, rowvar=False))
+    axis = eigenvectors[:, np.argmax(np.abs(eigenvectors[0]))]
+    midline = find_midline(mask, spacing, "principal_axis", max_tilt_deg=90.0)
+    assert midline.method == "principal_axis"
+    np.testing.assert_allclose(midline.centre_mm, points.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(np.abs(midline.direction), np.abs(axis), rtol=1e-9)

@@ -146,16 +146,23 @@ def find_midline(
         See :class:`ThresholdParams`.
     """
     spacing = check_spacing(spacing)
-    _, ys, xs = np.nonzero(brain_mask)
-    if ys.size == 0:
+    # Moments of the in-plane voxel positions from the voxel count of each (y, x) column: one
+    # pass over the mask, no coordinate list of every brain voxel.
+    counts = np.count_nonzero(brain_mask, axis=0).astype(np.float64)
+    total = counts.sum()
+    if total == 0:
         raise InputError("the brain mask is empty: check the MIP or give a brain mask")
-    points = np.stack([ys * spacing[1], xs * spacing[2]], axis=1)
-    centre = points.mean(axis=0)
+    y_mm = np.arange(counts.shape[0]) * spacing[1]
+    x_mm = np.arange(counts.shape[1]) * spacing[2]
+    centre = np.array([counts.sum(axis=1) @ y_mm, counts.sum(axis=0) @ x_mm]) / total
     if method == "image_centre":
         middle = ((brain_mask.shape[1] - 1) * spacing[1] / 2, (brain_mask.shape[2] - 1) * spacing[2] / 2)
         return Midline(tuple(float(v) for v in middle), (1.0, 0.0), method)
-    if method == "principal_axis" and ys.size >= 3:
-        eigenvalues, eigenvectors = np.linalg.eigh(np.cov(points, rowvar=False))
+    if method == "principal_axis" and total >= 3:
+        dy, dx = y_mm - centre[0], x_mm - centre[1]
+        cross = dy @ counts @ dx
+        covariance = np.array([[counts.sum(axis=1) @ dy**2, cross], [cross, counts.sum(axis=0) @ dx**2]]) / (total - 1)
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         # The axis closest to the image y (anterior-posterior) axis is the midline candidate.
         candidate = int(np.argmax(np.abs(eigenvectors[0])))
         axis = eigenvectors[:, candidate] * np.sign(eigenvectors[0, candidate])
