@@ -36,16 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     from StrokePerfusionSegLib.cpufeatures import describe_bf16
     from StrokePerfusionSegLib.flops import model_cost
     from strokeperfusionseg_training.trainer import (
-        Distributed, autocast_context, build_loss, optimizer_step, per_slice_loss, resolved_precision,
-        select_device,
+        Distributed, autocast_context, build_loss, in_training_layout, optimizer_step, per_slice_loss,
+        resolved_precision, select_device,
     )
 
     _, (run,) = plan_experiment(args.config, dict(parse_override(t) for t in args.overrides))
     config, model_config = run.config, run.config.model_config()
     device = select_device(args.device, Distributed())
-    from StrokePerfusionSegLib.networks import build_model, to_channels_last
+    from StrokePerfusionSegLib.networks import build_model
 
-    model = to_channels_last(build_model(model_config, imagenet_weights=None).to(device)).train()
+    model = build_model(model_config, imagenet_weights=None).to(device).train()
+    in_training_layout(model, config.precision, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     autocast, needs_scaler = autocast_context(config.precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
