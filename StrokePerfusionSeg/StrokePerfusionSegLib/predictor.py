@@ -59,8 +59,8 @@ class Prediction:
         What the user should know about how the result was made.
     timings : dict of str to float
         Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``
-        (encoding and resampling to the model's size), ``network_s``, ``postprocess_s`` for a network or ``threshold_s`` for thresholding;
-        ``total_s`` always.
+        (encoding and resampling to the model's size), ``network_s``, ``postprocess_s`` for a
+        network or ``threshold_s`` for thresholding; ``total_s`` always.
     """
 
     labels: np.ndarray
