@@ -5,7 +5,10 @@ A training source is either a cohort folder (``cohort.json`` beside case folders
 ``case`` (folder, relative to the CSV), ``nihss``, ``group`` and optionally ``split``.
 
 Every case is checked before any training starts (:func:`load_training_cases`): files present,
-one grid per case, labels in 0..3, NIHSS present when the model reads it, no empty split.
+one grid per case, labels in 0..3 and defined by the case's label scheme
+(:mod:`StrokePerfusionSegLib.labelschemes`, named in ``case.json``), NIHSS present when the
+model reads it, no empty split. Cases of public datasets whose group is not known carry the
+group ``unknown``.
 
 The network sees 2D axial slices. :class:`SliceDataset` keeps each case's maps in memory and
 encodes one slice per item with the predictor's
@@ -28,8 +31,9 @@ import numpy as np
 
 from StrokePerfusionSegLib import casefolder, labels
 from StrokePerfusionSegLib.atomic import write_csv_atomically
-from StrokePerfusionSegLib.casefolder import GROUPS, SPLITS
+from StrokePerfusionSegLib.casefolder import GROUPS, SPLITS, UNKNOWN_GROUP
 from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.labelschemes import LabelScheme, label_scheme
 from StrokePerfusionSegLib.nihss import check_nihss
 
 #: Default patient-level split fractions (train, val, test) of the paper: 89/30/33 of 152.
@@ -47,10 +51,14 @@ class CaseRecord:
     split: str | None = None
 
 
+#: Groups a training case may have: the paper's, or unknown (public datasets).
+TRAINING_GROUPS = (*GROUPS, UNKNOWN_GROUP)
+
+
 def _check_group(case_id: str, group) -> str:
-    if group not in GROUPS:
+    if group not in TRAINING_GROUPS:
         raise InputError(
-            f"case {case_id}: group '{group}' is not one of {', '.join(GROUPS)}; fix the group column"
+            f"case {case_id}: group '{group}' is not one of {', '.join(TRAINING_GROUPS)}; fix the group column"
         )
     return group
 
@@ -157,7 +165,7 @@ def stratified_split(
         raise InputError(f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1")
     rng = np.random.default_rng(seed)
     split_of = {}  # keyed by folder: case ids repeat across the parts of a joined cohort
-    for group in GROUPS:
+    for group in TRAINING_GROUPS:
         members = sorted(r.folder for r in records if r.group == group)
         order = [members[i] for i in rng.permutation(len(members))]
         cuts = np.round(np.cumsum(fractions) * len(order)).astype(int)
@@ -168,11 +176,12 @@ def stratified_split(
 
 @dataclass
 class TrainingCase:
-    """One patient loaded for training: the input maps, the label and its weight."""
+    """One patient loaded for training: the input maps, the label and what its values mean."""
 
     record: CaseRecord
     images: dict[str, np.ndarray]  # map name -> (z, y, x) float32 in the map's unit
     label: np.ndarray  # (z, y, x) uint8, 0..3
+    scheme: LabelScheme = label_scheme(None)
 
 
 def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: bool) -> TrainingCase:
@@ -191,7 +200,14 @@ def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: 
     if len(set(shapes.values())) != 1:
         listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
         raise InputError(f"case {record.case_id}: maps and label differ in shape ({listed}); resample them onto one grid")
-    return TrainingCase(record, dict(case.maps), case.label)
+    scheme = label_scheme(case.meta.get("label_scheme"))
+    if not scheme.has_lesion_labels:
+        raise InputError(
+            f"case {record.case_id}: its label scheme '{scheme.name}' marks no lesion ({scheme.description}); "
+            "leave it out of training"
+        )
+    scheme.check_values(case.label, f"case {record.case_id}")
+    return TrainingCase(record, dict(case.maps), case.label, scheme)
 
 
 def load_training_cases(
@@ -280,10 +296,14 @@ class SliceDataset:
         :func:`StrokePerfusionSegLib.losses.group_sample_weights`).
 
     Items are dicts of tensors: ``images`` (n_branches, 3, S, S) float32, ``nihss`` () float32,
-    ``target`` (S, S) int64, ``weight`` (num_classes,) float32, ``index`` () int64.
+    ``target`` (S, S) int64 stored label values, ``weight`` (num_classes,) float32,
+    ``class_sets`` (num_classes, num_classes) float32 (the case's label scheme, see
+    :func:`StrokePerfusionSegLib.losses.marginal_log_probabilities`), ``index`` () int64.
     """
 
     def __init__(self, cases, model_config, augmentation=None, lesion_slices_only=False, nonlvo_weight=6.0):
+        import torch
+
         from StrokePerfusionSegLib.losses import group_sample_weights
         # The predictor's own resampling, so training sees what inference feeds the network.
         from StrokePerfusionSegLib.predictor import SliceResampler, padding_values
@@ -292,6 +312,7 @@ class SliceDataset:
         self.config = model_config
         self.weights = group_sample_weights([c.record.group for c in self.cases],
                                             num_classes=model_config.num_classes, nonlvo_multiplier=nonlvo_weight)
+        self.class_sets = [torch.from_numpy(c.scheme.class_sets()) for c in self.cases]
         padding = padding_values(model_config)
         self.resamplers = [SliceResampler(c.label.shape[1:], model_config.image_size, padding) for c in self.cases]
         self.augmentation = augmentation
@@ -341,6 +362,7 @@ class SliceDataset:
             "nihss": torch.tensor(float(case.record.nihss or 0), dtype=torch.float32),
             "target": target.contiguous(),
             "weight": self.weights[case_index],
+            "class_sets": self.class_sets[case_index],
             "index": torch.tensor(index, dtype=torch.int64),
         }
 

@@ -131,8 +131,20 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=
         optimizer.step()
 
 
-def per_slice_loss(loss_fn, logits, target, weight) -> torch.Tensor:
-    """Losses of each slice of a batch, shape (B,): the batch loss is their mean."""
+def per_slice_loss(loss_fn, logits, target, weight, class_sets=None) -> torch.Tensor:
+    """Losses of each slice of a batch, shape (B,): the batch loss is their mean.
+
+    ``class_sets`` (B, V, C), from the cases' label schemes: when a slice's labels are partial,
+    the loss compares the summed probabilities of the classes each stored value allows
+    (:func:`~StrokePerfusionSegLib.losses.marginal_log_probabilities`), never a class the
+    dataset does not label. Fully labelled batches skip the step (identical result).
+    """
+    if class_sets is not None:
+        identity = torch.eye(class_sets.shape[-1], dtype=class_sets.dtype, device=class_sets.device)
+        if not bool((class_sets == identity).all()):
+            from StrokePerfusionSegLib.losses import marginal_log_probabilities
+
+            logits = marginal_log_probabilities(logits, class_sets)
     return torch.stack([
         loss_fn(logits[i:i + 1].float(), target[i:i + 1], sample_weights=weight[i:i + 1])
         for i in range(logits.shape[0])
@@ -272,7 +284,8 @@ class _Fitter:
         nihss = batch["nihss"].to(self.device) if self.model_config.use_nihss else None
         with self.autocast:
             logits = model(images, nihss)
-        return per_slice_loss(self.loss_fn, logits, batch["target"].to(self.device), batch["weight"].to(self.device))
+        return per_slice_loss(self.loss_fn, logits, batch["target"].to(self.device), batch["weight"].to(self.device),
+                              batch["class_sets"].to(self.device))
 
     def _train_epoch(self, model, optimizer, scaler, stage_index, epoch, deadline) -> float | None:
         model.train()

@@ -2,7 +2,8 @@
 
 A case folder holds ``cbf``, ``cbv``, ``mtt``, ``ttp``, ``tmax``, ``mip`` as float32 NIfTI
 (``<name>.nii.gz``), optionally ``ctp.nii.gz`` (4D, whole HU as int16), colour-coded copies
-``<name>_rgb.nii.gz`` (uint8 RGB), ``label.nii.gz`` (uint8 0..3) and ``case.json``.
+``<name>_rgb.nii.gz`` (uint8 RGB), ``label.nii.gz`` (uint8 0..3; what its values mean is the
+``label_scheme`` named in ``case.json``, see :mod:`.labelschemes`) and ``case.json``.
 A cohort is a folder of case folders plus ``cohort.json``.
 """
 
@@ -22,6 +23,8 @@ from .imageio import Geometry
 from .mapspecs import MAP_NAMES, MAP_SPECS
 
 GROUPS = ("LVO", "NonLVO", "WIS")
+#: Group of a public dataset's patient when the dataset does not say (training accepts it).
+UNKNOWN_GROUP = "unknown"
 SPLITS = ("train", "val", "test")
 CASE_JSON = "case.json"
 COHORT_JSON = "cohort.json"

@@ -7,6 +7,10 @@ Per-sample weights are either ``(B,)`` (one factor for every class of a sample) 
 (one factor per class of a sample). :func:`group_sample_weights` builds the paper's
 ``(B, C)`` weights: core and penumbra x6 for Non-LVO patients, so that their small lesions
 are not drowned by the large LVO ones.
+
+Partly labelled datasets (:mod:`.labelschemes`) go through
+:func:`marginal_log_probabilities` first: it turns the network's logits over the four classes
+into log-probabilities of the stored label values, which either loss then takes as its logits.
 """
 
 from __future__ import annotations
@@ -55,6 +59,41 @@ def group_sample_weights(
         if group == "NonLVO":
             weights[row, lesion] = nonlvo_multiplier
     return weights
+
+
+#: Log-probability given to a stored value whose class set is empty (finite, unlike log 0,
+#: so gradients stay finite; its probability is e**-1e4, i.e. 0).
+_EMPTY_LOG_PROBABILITY = -1e4
+
+
+def marginal_log_probabilities(logits: torch.Tensor, class_sets: torch.Tensor) -> torch.Tensor:
+    """Log of the summed class probabilities behind each stored label value.
+
+    Parameters
+    ----------
+    logits : Tensor, shape ``(B, C, H, W)``
+        The network's raw output over its C classes.
+    class_sets : Tensor, shape ``(B, V, C)``
+        1 where stored value ``v`` of sample ``b`` may be class ``c`` (a label scheme's
+        :meth:`~StrokePerfusionSegLib.labelschemes.LabelScheme.class_sets`), else 0.
+
+    Returns
+    -------
+    Tensor of float32, shape ``(B, V, H, W)``
+        ``log(sum_c class_sets[b, v, c] * softmax(logits)[b, c])``. Its softmax over V is that
+        marginal probability again, so it can stand for the logits of a loss whose targets are
+        stored values: a value allowed to be penumbra or brain is then matched by either.
+    """
+    if logits.ndim != 4 or class_sets.ndim != 3 or class_sets.shape[0] != logits.shape[0] \
+            or class_sets.shape[2] != logits.shape[1]:
+        raise InputError(
+            f"class sets {tuple(class_sets.shape)} do not fit logits {tuple(logits.shape)}: "
+            "expected (B, V, C) for logits (B, C, H, W)"
+        )
+    log_p = torch.log_softmax(logits.float(), dim=1)[:, None]  # (B, 1, C, H, W)
+    allowed = class_sets.to(device=logits.device, dtype=torch.bool)[:, :, :, None, None]
+    masked = log_p.masked_fill(~allowed, _EMPTY_LOG_PROBABILITY)
+    return torch.logsumexp(masked, dim=2)
 
 
 def _expand_sample_weights(sample_weights, batch: int, classes: int, like: torch.Tensor) -> torch.Tensor:

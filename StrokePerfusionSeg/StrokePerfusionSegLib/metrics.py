@@ -51,7 +51,7 @@ METRIC_KEYS = (
 )
 
 
-def _check_masks(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_masks(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.ndim != 3 or truth.shape != pred.shape:
         raise ValueError(
@@ -63,7 +63,7 @@ def _check_masks(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """3D Dice of two binary masks ``(z, y, x)``; 1 when both are empty."""
-    pred, truth = _check_masks(pred, truth)
+    pred, truth = check_masks(pred, truth)
     total = int(pred.sum()) + int(truth.sum())
     if total == 0:
         return 1.0
@@ -79,7 +79,7 @@ def _batched(mask: np.ndarray):
 
 
 def _surface_metric(pred, truth, spacing, compute) -> float:
-    pred, truth = _check_masks(pred, truth)
+    pred, truth = check_masks(pred, truth)
     spacing = check_spacing(spacing)
     pred_any, truth_any = bool(pred.any()), bool(truth.any())
     if not pred_any and not truth_any:
