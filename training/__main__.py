@@ -7,6 +7,7 @@ Sub-commands::
     evaluate  --model BUNDLE... --cohort SRC --split test --out DIR   tables and plots vs thresholding
     export    RUN_DIR --out DIR --model-id ID --version V            best checkpoint -> DIR/ID bundle
     cohort    --out DIR --patients N --seed S --workers W              phantom cohort in parallel
+    cohort    --from isles2018|isles2024|unitobrain SRC --out DIR       a public dataset -> cohort folder
 
 CONFIG and EXPERIMENT are JSON files or names of the shipped ones in ``training/configs``.
 Exit status as the ``strokeperfusionseg`` command: 0 success, 2 user error, 1 failure.
@@ -93,9 +94,30 @@ def _export(args) -> int:
     return 0
 
 
+def _convert(args) -> int:
+    from StrokePerfusionSegLib.datasets import convert_dataset, dataset_reader
+
+    if args.source is None:
+        raise InputError(f"give the {args.dataset} folder: strokeperfusionseg-train cohort --from {args.dataset} SRC --out DIR")
+
+    def report(index, total, case_id):
+        print(f"[{index + 1}/{total}] {case_id}", file=sys.stderr)
+
+    print(convert_dataset(dataset_reader(args.dataset), args.source, args.out, dt_s=args.dt, maps=args.dataset_maps,
+                          keep_ctp=args.with_ctp, split_seed=args.split_seed or 0,
+                          progress=None if args.no_progress else report))
+    return 0
+
+
 def _cohort(args) -> int:
     from .cohort import generate_parts
 
+    if args.dataset is not None:
+        return _convert(args)
+    if args.source is not None:
+        raise InputError(f"{args.source}: a source folder needs --from DATASET (isles2018, isles2024 or unitobrain)")
+    if args.patients is None or args.seed is None:
+        raise InputError("a phantom cohort needs --patients N and --seed S (or convert a dataset with --from)")
     settings = dict(size=args.size, slices=args.slices, frames=args.frames, maps=args.maps,
                     with_ctp=args.with_ctp, with_rgb=args.with_rgb)
     print(generate_parts(args.out, args.patients, args.seed, workers=args.workers, split_seed=args.split_seed,
@@ -132,18 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--montage-cases", type=int, default=2, help="best and worst cases shown (each)")
     evaluate.set_defaults(handler=_evaluate)
 
-    cohort = commands.add_parser("cohort", help="generate a phantom training cohort in parallel (-> cases.csv)")
+    cohort = commands.add_parser("cohort", help="a phantom cohort in parallel (-> cases.csv), or a public dataset "
+                                                "converted (--from)")
+    cohort.add_argument("source", nargs="?", help="with --from: the dataset's folder as downloaded")
+    cohort.add_argument("--from", dest="dataset", metavar="DATASET",
+                        help="isles2018, isles2024 or unitobrain: convert this public dataset (docs/datasets.md) instead of generating phantoms")
     cohort.add_argument("--out", required=True, help="folder to create")
-    cohort.add_argument("--patients", type=int, required=True)
-    cohort.add_argument("--seed", type=int, required=True)
+    cohort.add_argument("--patients", type=int)
+    cohort.add_argument("--seed", type=int)
     cohort.add_argument("--workers", type=int, default=2, help="parallel processes (one part cohort each)")
     cohort.add_argument("--split-seed", type=int,
-                        help="re-split the joined parts 58/20/22 by patient, stratified by group, with this seed")
+                        help="re-split the joined parts 58/20/22 by patient, stratified by group, with this seed "
+                             "(with --from: the seed of the labelled cases' split, default 0)")
     cohort.add_argument("--size", type=int, default=256, help="in-plane pixels over 220 mm (default 256)")
     cohort.add_argument("--slices", type=int, default=20)
     cohort.add_argument("--frames", type=int, default=40)
     cohort.add_argument("--maps", choices=("computed", "truth"), default="computed")
     cohort.add_argument("--with-ctp", action="store_true", help="keep the 4D CTP (large)")
+    cohort.add_argument("--dt", type=float, help="with --from: frame interval in s, overriding the files' own")
+    cohort.add_argument("--dataset-maps", choices=("dataset", "computed"), default="dataset",
+                        help="with --from: keep the dataset's maps (default; TTP and MIP computed) or compute all")
+    cohort.add_argument("--no-progress", action="store_true", help="with --from: no per-case progress lines")
     cohort.add_argument("--with-rgb", action="store_true", help="keep colour-coded map copies")
     cohort.set_defaults(handler=_cohort)
 

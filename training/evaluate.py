@@ -11,7 +11,10 @@ and the RAPID-like thresholding baseline), scores them with
 ``report.md``
     the tables: Dice and Hausdorff distance per class for LVO, Non-LVO and all patients, and
     the absolute volume difference ``|Vgt - Vpred|`` (ml) for LVO, Non-LVO, WIS and all, as in
-    the paper's Table 3 (Tables 1 and 2 are the same layout on the validation split).
+    the paper's Table 3 (Tables 1 and 2 are the same layout on the validation split); then the
+    ISLES challenge metrics (Dice, absolute volume difference, lesion-wise F1, absolute lesion
+    count difference; :mod:`StrokePerfusionSegLib.lesionmetrics`) of every target the cases'
+    label scheme supports.
 ``boxplots.png``
     Dice per class and group, methods side by side.
 ``montage_<method>.png``
@@ -20,6 +23,10 @@ and the RAPID-like thresholding baseline), scores them with
 
 Conventions (from :mod:`StrokePerfusionSegLib.metrics`): Dice 1 when truth and prediction are
 both empty (WIS patients), Hausdorff undefined (skipped, counted) when one of them is empty.
+
+Cases whose label scheme is partial (a public dataset's core-only or final-infarct masks,
+:mod:`StrokePerfusionSegLib.labelschemes`) get only the ISLES table of the scheme's targets:
+the paper's per-class tables, box plots and montages need core and penumbra labels.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ import numpy as np
 from StrokePerfusionSegLib import labels as label_values
 from StrokePerfusionSegLib.casefolder import write_json
 from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.labelschemes import DEFAULT_SCHEME, LabelScheme, label_scheme
+from StrokePerfusionSegLib.lesionmetrics import ISLES_KEYS, isles_metrics
 from StrokePerfusionSegLib.thresholding import ThresholdParams
 
 from . import data
@@ -49,7 +58,10 @@ TABLES = (
     ("hd_mm", "Hausdorff distance, mm (mean ± SD) ⇓", ("LVO", "NonLVO", "all"), 1),
     ("abs_volume_difference_ml", "|ΔV| = |Vgt - Vpred|, ml (mean ± SD) ⇓", ("LVO", "NonLVO", "WIS", "all"), 1),
 )
-GROUP_TITLES = {"LVO": "LVO", "NonLVO": "Non-LVO", "WIS": "WIS", "all": "All"}
+GROUP_TITLES = {"LVO": "LVO", "NonLVO": "Non-LVO", "WIS": "WIS", "unknown": "group unknown", "all": "All"}
+#: (ISLES metric key, column title, decimals) of the ISLES table.
+ISLES_COLUMNS = (("dice", "Dice ⇑", 2), ("abs_volume_difference_ml", "|ΔV| ml ⇓", 1),
+                 ("lesion_f1", "lesion F1 ⇑", 2), ("abs_lesion_count_difference", "|ΔN| ⇓", 1))
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,18 @@ def load_method(spec, *, device: str = "cpu"):
     return load_bundle(spec, device=device)
 
 
+def cases_scheme(cases) -> LabelScheme:
+    """The one label scheme of the loaded cases; mixed or label-free cohorts are refused."""
+    names = {case.meta.get("label_scheme", DEFAULT_SCHEME) for _, case in cases}
+    if len(names) > 1:
+        raise InputError(f"the split mixes label schemes ({', '.join(sorted(names))}): evaluate each dataset apart")
+    scheme = label_scheme(names.pop())
+    if not scheme.has_lesion_labels:
+        raise InputError(f"the cases' labels mark no lesion ({scheme.description}): nothing to score; "
+                         "segment them instead")
+    return scheme
+
+
 def _load_cases(source, split: str, split_file=None) -> list:
     import json
 
@@ -117,6 +141,7 @@ def _load_cases(source, split: str, split_file=None) -> list:
         case = casefolder.load_case(record.folder, with_label=True)
         if case.label is None:
             raise InputError(f"case {record.case_id}: no label.nii.gz; evaluation needs the ground truth")
+        label_scheme(case.meta.get("label_scheme")).check_values(case.label, f"case {record.case_id}")
         cases.append((record, case))
     return cases
 
@@ -138,21 +163,32 @@ def predict_labels(method, record, case, *, device: str = "auto") -> np.ndarray:
     return predict(images, spacing, method=method, nihss=nihss, mip=mip, device=device).labels
 
 
-def metric_rows(predictions: Mapping[str, Mapping[str, np.ndarray]], truths: Mapping[str, tuple]) -> list[dict]:
-    """One row per method and case: ``case_metrics`` plus method, case and group.
+def metric_rows(predictions: Mapping[str, Mapping[str, np.ndarray]], truths: Mapping[str, tuple],
+                scheme: LabelScheme | None = None) -> list[dict]:
+    """One row per method and case: method, case, group, then the metrics the labels support.
+
+    Fully labelled cases get ``case_metrics`` (penumbra and core); every case gets the ISLES
+    metrics ``<target>_<key>`` of each target of its label ``scheme`` (default: fully labelled).
 
     Parameters
     ----------
     predictions : {method name: {case id: labels (z, y, x)}}
     truths : {case id: (labels (z, y, x), spacing (z, y, x) mm, group)}
+    scheme : LabelScheme, optional
     """
     from StrokePerfusionSegLib.metrics import case_metrics
 
+    scheme = scheme or label_scheme(None)
     rows = []
     for method, by_case in predictions.items():
         for case_id, (truth, spacing, group) in truths.items():
+            predicted = by_case[case_id]
             row = {"method": method, "case": case_id, "group": group}
-            row.update(case_metrics(by_case[case_id], truth, spacing, regions=REGIONS))
+            if scheme.is_complete:
+                row.update(case_metrics(predicted, truth, spacing, regions=REGIONS))
+            for target in scheme.targets:
+                scores = isles_metrics(np.isin(predicted, target.predicted), np.isin(truth, target.stored), spacing)
+                row.update({f"{target.name}_{key}": value for key, value in scores.items()})
             rows.append(row)
     return rows
 
@@ -174,14 +210,34 @@ def _cell(summary, decimals: int) -> str:
     return text + (f" ({summary.missing} undef.)" if summary.missing else "")
 
 
-def markdown_tables(tables: dict, *, title: str | None = None, split: str | None = None) -> str:
-    """The paper-style Markdown tables (one per metric family, methods as rows)."""
+def isles_table(tables: dict, scheme: LabelScheme) -> list[str]:
+    """Markdown lines of the ISLES metrics (all patients) of every target of ``scheme``."""
+    lines = ["## ISLES challenge metrics, all patients (mean ± SD)", "",
+             f"Labels: {scheme.description} (scheme `{scheme.name}`).", ""]
+    header = ["Method"] + [f"{target.name} {title}" for target in scheme.targets for _, title, _ in ISLES_COLUMNS]
+    lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method, by_group in tables.items():
+        cells = [_cell(by_group.get("all", {}).get(f"{target.name}_{key}"), decimals)
+                 for target in scheme.targets for key, _, decimals in ISLES_COLUMNS]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Lesions are 26-connected components; a predicted and a true lesion match at IoU >= 0.5; "
+              "F1 and Dice are 1 when both masks are empty.", ""]
+    return lines
+
+
+def markdown_tables(tables: dict, *, title: str | None = None, split: str | None = None,
+                    scheme: LabelScheme | None = None) -> str:
+    """The paper-style Markdown tables (one per metric family, methods as rows), then the ISLES
+    table; only the ISLES table when ``scheme`` is partial."""
+    scheme = scheme or label_scheme(None)
     lines = [f"# {title}" if title else "# Evaluation", ""]
     if split:
         counts = next(iter(tables.values()))
         sizes = ", ".join(f"{GROUP_TITLES[g]} {max(s.n + s.missing for s in counts[g].values())}"
-                          for g in ("LVO", "NonLVO", "WIS", "all") if g in counts)
+                          for g in GROUP_TITLES if g in counts)
         lines += [f"Split: **{split}** ({sizes} patients).", ""]
+    if not scheme.is_complete:
+        return "\n".join(lines + isles_table(tables, scheme))
     for key, heading, groups, decimals in TABLES:
         lines += [f"## {heading}", ""]
         header = ["Method"] + [f"{GROUP_TITLES[g]} {region}" for g in groups for region in REGIONS]
@@ -193,7 +249,7 @@ def markdown_tables(tables: dict, *, title: str | None = None, split: str | None
     lines += ["Dice is 1 when truth and prediction are both empty (WIS patients); the Hausdorff distance "
               "(MONAI, boundary voxels, mm) is undefined when one of them is empty and such cases are "
               "left out of its mean (counted as 'undef.').", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + isles_table(tables, scheme))
 
 
 def _write_csv(rows: list[dict], path: Path) -> Path:
@@ -315,12 +371,13 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
     if not loaded:
         raise InputError("nothing to evaluate: give at least one --model or keep the thresholding baseline")
     cases = _load_cases(source, split, split_file)
+    scheme = cases_scheme(cases)
     predictions = {name: {record.case_id: predict_labels(method, record, case, device=device)
                           for record, case in cases} for name, method in loaded.items()}
     truths = {record.case_id: (case.label, case.geometry.spacing_zyx, record.group) for record, case in cases}
-    rows = metric_rows(predictions, truths)
+    rows = metric_rows(predictions, truths, scheme)
     tables = summary_tables(rows)
-    report = EvaluationReport(rows, tables, markdown_tables(tables, title=title, split=split))
+    report = EvaluationReport(rows, tables, markdown_tables(tables, title=title, split=split, scheme=scheme))
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -329,13 +386,14 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
         report.files = [
             _write_csv(rows, out_dir / "per_case.csv"),
             _write_csv(_summary_rows(summary), out_dir / "summary.csv"),
-            write_json({"split": split, "methods": summary}, out_dir / "summary.json"),
-            plot_boxplots(rows, out_dir / "boxplots.png"),
+            write_json({"split": split, "label_scheme": scheme.name, "methods": summary}, out_dir / "summary.json"),
         ]
-        report.markdown += "\n![Dice per group](boxplots.png)\n"
+        if scheme.is_complete:
+            report.files.append(plot_boxplots(rows, out_dir / "boxplots.png"))
+            report.markdown += "\n![Dice per group](boxplots.png)\n"
         by_id = {record.case_id: case for record, case in cases}
         for name, method in loaded.items():
-            if method == THRESHOLD:
+            if method == THRESHOLD or not scheme.is_complete:
                 continue
             montage = plot_montage(name, rows, by_id, predictions,
                                    out_dir / f"montage_{folder_name(name)}.png", montage_case_count)
