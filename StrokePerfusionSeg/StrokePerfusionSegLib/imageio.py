@@ -134,6 +134,31 @@ def _nifti1_data_end(header: bytes) -> int | None:
     return None
 
 
+#: NIfTI-1 ``xyzt_units`` time codes -> factor to seconds (0, unknown, is taken as seconds).
+_NIFTI_TIME_UNITS = {0: 1.0, 8: 1.0, 16: 1e-3, 24: 1e-6}
+
+
+def _nifti1_header(path: Path) -> bytes:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        return stream.read(348)
+
+
+def nifti_frame_interval_s(path: str | os.PathLike) -> float | None:
+    """The frame interval a 4D NIfTI-1 header declares (pixdim[4] in its time unit), in s.
+
+    None when the header gives none (0 or negative) or the file is not NIfTI-1. ITK replaces a
+    zero interval by 1, so a missing one can only be seen in the header itself.
+    """
+    header = _nifti1_header(Path(path))
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
+            interval = struct.unpack(order + "f", header[92:96])[0]
+            factor = _NIFTI_TIME_UNITS.get(header[123] & 0x38)
+            return float(interval) * factor if interval > 0 and factor is not None else None
+    return None
+
+
 def check_complete(path: Path) -> None:
     """Raise :class:`InputError` when a NIfTI file is shorter than its header says.
 

@@ -104,13 +104,7 @@ def read_nifti(path: Path, what: str) -> tuple[np.ndarray, Geometry, sitk.Image]
     """A 3D or 4D NIfTI as ``(array, geometry, image)``; :class:`InputError` naming ``what`` otherwise."""
     if not path.is_file():
         raise InputError(f"{what}: {path} is missing; restore it from the dataset's archive")
-    try:
-        image = imageio.read_image(path)
-    except InputError:
-        raise
-    except RuntimeError as error:
-        raise InputError(f"{what}: {path.name} cannot be read as NIfTI ({str(error).splitlines()[0][:120]}); "
-                         "re-extract it from the dataset's archive") from None
+    image = imageio.read_image(path)  # unreadable files are an InputError naming the file
     if image.GetDimension() not in (3, 4):
         raise InputError(f"{what}: {path.name} is {image.GetDimension()}D; expected a 3D or 4D image")
     # A copy: a view would outlive its image once the caller drops it.
@@ -137,11 +131,11 @@ def read_ctp(path: Path, what: str, dt_s: float | None) -> tuple[np.ndarray, Geo
         raise InputError(f"{what}: {path.name} has {ctp.shape[0]} time frames; a CTP needs a bolus passage")
     if dt_s is not None:
         return ctp, geometry, float(dt_s), "given (--dt)"
-    header_dt = float(image.GetSpacing()[3])
+    header_dt = imageio.nifti_frame_interval_s(path)
     low, high = FRAME_INTERVAL_RANGE_S
-    if not low <= header_dt <= high:
-        raise InputError(f"{what}: {path.name} gives a frame interval of {header_dt:g} s in its header; "
-                         "give the real one with --dt SECONDS")
+    if header_dt is None or not low <= header_dt <= high:
+        declared = "no frame interval" if header_dt is None else f"a frame interval of {header_dt:g} s"
+        raise InputError(f"{what}: {path.name} gives {declared} in its header; give the real one with --dt SECONDS")
     return ctp, geometry, header_dt, "NIfTI header (pixdim[4])"
 
 
