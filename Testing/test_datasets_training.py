@@ -1,0 +1,160 @@
+"""Partial labels end to end: marginal loss, ISLES metrics, fit and evaluate on a converted look-alike."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from StrokePerfusionSegLib.casefolder import load_case, load_cohort
+from StrokePerfusionSegLib.errors import InputError
+from StrokePerfusionSegLib.labels import BACKGROUND, BRAIN, CORE, PENUMBRA
+from StrokePerfusionSegLib.labelschemes import SCHEMES, label_scheme
+from StrokePerfusionSegLib.lesionmetrics import isles_metrics
+from StrokePerfusionSegLib.losses import FocalTverskyLoss, marginal_log_probabilities
+from StrokePerfusionSegLib.phantom import lookalike
+from strokeperfusionseg_training import evaluate
+from strokeperfusionseg_training.__main__ import main as train_main
+from strokeperfusionseg_training.config import TrainConfig
+from strokeperfusionseg_training.trainer import fit, per_slice_loss
+
+
+def _one_hot_logits(labels: np.ndarray, confidence: float = 8.0) -> torch.Tensor:
+    """Logits (1, 4, H, W) that put nearly all probability on ``labels`` (H, W)."""
+    return confidence * torch.nn.functional.one_hot(torch.from_numpy(labels).long(), 4).permute(2, 0, 1)[None].float()
+
+
+def test_marginal_probabilities_sum_the_allowed_classes():
+    logits = torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    sets = torch.from_numpy(np.stack([SCHEMES["core_penumbra"].class_sets(), SCHEMES["core"].class_sets()]))
+    marginal = marginal_log_probabilities(logits, sets).exp()
+    p = torch.softmax(logits, dim=1)
+    torch.testing.assert_close(marginal[0], p[0])  # full labels: unchanged
+    torch.testing.assert_close(marginal[1, BRAIN], p[1, BRAIN] + p[1, PENUMBRA])
+    torch.testing.assert_close(marginal[1, CORE], p[1, CORE])
+    assert float(marginal[1, PENUMBRA].max()) < 1e-30  # a value the scheme does not use
+    torch.testing.assert_close(torch.softmax(marginal_log_probabilities(logits, sets), 1), marginal)
+    with pytest.raises(InputError, match="do not fit"):
+        marginal_log_probabilities(logits, sets[:, :, :3])
+
+
+def test_core_only_labels_never_punish_penumbra_inside_the_brain():
+    """With core-only labels, calling unlabelled brain 'penumbra' costs nothing; with full labels it does."""
+    truth = np.full((8, 8), BRAIN, np.uint8)
+    truth[:2] = BACKGROUND
+    truth[5:, 5:] = CORE
+    says_penumbra = truth.copy()
+    says_penumbra[2:4] = PENUMBRA
+    loss = FocalTverskyLoss()
+    target = torch.from_numpy(truth.astype(np.int64))[None]
+    weight = torch.ones(1, 4)
+    for scheme, penalised in (("core_penumbra", True), ("core", False)):
+        sets = torch.from_numpy(label_scheme(scheme).class_sets())[None]
+        right = per_slice_loss(loss, _one_hot_logits(truth), target, weight, sets)
+        wrong = per_slice_loss(loss, _one_hot_logits(says_penumbra), target, weight, sets)
+        assert (float(wrong) > float(right) + 0.05) == penalised, scheme
+    # ... but a missed core is punished under both.
+    no_core = truth.copy()
+    no_core[no_core == CORE] = BRAIN
+    sets = torch.from_numpy(label_scheme("core").class_sets())[None]
+    assert float(per_slice_loss(loss, _one_hot_logits(no_core), target, weight, sets)) > 0.5
+
+
+def test_isles_metrics_on_known_lesions():
+    truth = np.zeros((4, 20, 20), bool)
+    truth[1:3, 2:6, 2:6] = True  # lesion A, 32 voxels
+    truth[1:3, 12:16, 12:16] = True  # lesion B, 32 voxels
+    pred = np.zeros_like(truth)
+    pred[1:3, 2:6, 2:5] = True  # 24 of A: IoU 0.75, a match
+    pred[1:3, 12:13, 12:16] = True  # 8 of B: IoU 0.25, no match
+    pred[0, 18:20, 18:20] = True  # a false lesion, 4 voxels
+    spacing = (5.0, 1.0, 1.0)  # 0.005 ml per voxel
+    scores = isles_metrics(pred, truth, spacing)
+    assert scores["dice"] == pytest.approx(2 * 32 / (36 + 64))
+    assert scores["abs_volume_difference_ml"] == pytest.approx((64 - 36) * 0.005)
+    assert scores["lesion_f1"] == pytest.approx(1 / (1 + 0.5 * (2 + 1)))  # 1 TP, 2 FP, 1 FN
+    assert scores["abs_lesion_count_difference"] == 1.0
+    diagonal = np.zeros_like(truth)
+    diagonal[1, 8, 8] = diagonal[2, 9, 9] = True  # touching at a corner: one lesion (26-connected)
+    assert isles_metrics(diagonal, diagonal, spacing)["abs_lesion_count_difference"] == 0.0
+    assert isles_metrics(diagonal, np.zeros_like(truth), spacing)["lesion_f1"] == 0.0
+    empty = isles_metrics(np.zeros_like(truth), np.zeros_like(truth), spacing)
+    assert empty["lesion_f1"] == 1.0 and empty["dice"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_cohort, tmp_path_factory):
+    """The tiny cohort as an ISLES 2018 look-alike, converted, with a CSV split (2 train, 1 val)."""
+    cohort = load_cohort(tiny_cohort)
+    cases = [load_case(cohort.case_folder(i), with_ctp=True) for i in cohort.ids()]
+    root = tmp_path_factory.mktemp("isles") / "ISLES2018"
+    lookalike.write_isles2018(cases, root)
+    out = root.parent / "cohort"
+    assert train_main(["cohort", "--from", "isles2018", str(root), "--out", str(out), "--no-progress"]) == 0
+    split = {"train_case_1": "train", "train_case_3": "train", "train_case_2": "val"}
+    listing = out / "cases.csv"
+    with open(listing, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["case", "nihss", "group", "split"])
+        for case_id, part in split.items():
+            writer.writerow([case_id, "", "unknown", part])
+    return listing
+
+
+def test_fit_and_evaluate_on_core_only_labels(converted, tmp_path):
+    model = {"arch": "SF", "inputs": ["cbf", "cbv", "ttp", "tmax"], "use_nihss": False, "width": 1 / 16,
+             "image_size": 32}
+    config = TrainConfig(model=model, stages=["all"], imagenet_weights=None, lr=1e-3, max_epochs=2, seed=3)
+    summary = fit(config, converted, tmp_path / "run", progress=False)
+    assert summary["epochs_run"] == {"all": 2} and np.isfinite(summary["best_val_loss"])
+    report = evaluate.evaluate({"run": tmp_path / "run"}, converted, split="val", out_dir=tmp_path / "eval",
+                               device="cpu")
+    assert "ISLES challenge metrics" in report.markdown and "core lesion F1" in report.markdown
+    assert "Hausdorff" not in report.markdown and "penumbra" not in report.markdown.split("Labels:")[0]
+    assert {r["method"] for r in report.rows} == {"run", evaluate.THRESHOLD_NAME}
+    assert all(set(r) == {"method", "case", "group", "core_dice", "core_abs_volume_difference_ml",
+                          "core_lesion_f1", "core_abs_lesion_count_difference"} for r in report.rows)
+    stored = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert stored["label_scheme"] == "core" and not (tmp_path / "eval" / "boxplots.png").exists()
+
+
+def test_nihss_model_on_a_dataset_without_nihss_is_refused(converted, tmp_path):
+    config = TrainConfig(model={"arch": "SF", "inputs": ["cbf", "cbv", "ttp", "tmax"], "use_nihss": True,
+                                "width": 1 / 16, "image_size": 32}, stages=["all"], imagenet_weights=None,
+                         max_epochs=1)
+    with pytest.raises(InputError, match="NIHSS is missing"):
+        fit(config, converted, tmp_path / "run", progress=False)
+
+
+def test_full_labels_report_paper_tables_and_isles_metrics():
+    truth = np.full((2, 10, 10), BRAIN, np.uint8)
+    truth[:, :3] = PENUMBRA
+    truth[:, 8:] = CORE
+    rows = evaluate.metric_rows({"m": {"a": truth}}, {"a": (truth, (5.0, 1.0, 1.0), "LVO")})
+    assert rows[0]["core_lesion_f1"] == 1.0 and rows[0]["penumbra_hd_mm"] == 0.0
+    markdown = evaluate.markdown_tables(evaluate.summary_tables(rows))
+    assert "Hausdorff distance" in markdown and "penumbra lesion F1" in markdown
+
+
+def test_final_infarct_is_scored_against_core_and_core_plus_penumbra():
+    truth = np.full((1, 10, 10), BRAIN, np.uint8)
+    truth[0, :4] = CORE  # the stored final infarct
+    predicted = np.full_like(truth, BRAIN)
+    predicted[0, :2] = CORE
+    predicted[0, 2:4] = PENUMBRA
+    rows = evaluate.metric_rows({"m": {"a": predicted}}, {"a": (truth, (5.0, 1.0, 1.0), "LVO")},
+                                label_scheme("final_infarct"))
+    assert rows[0]["infarct_vs_core_dice"] == pytest.approx(2 * 20 / 60)
+    assert rows[0]["infarct_vs_core_penumbra_dice"] == 1.0
+
+
+def test_cohort_command_errors_exit_2(tmp_path, capsys):
+    assert train_main(["cohort", "--from", "isles2019", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert train_main(["cohort", "--from", "isles2018", "--out", str(tmp_path / "o")]) == 2
+    assert train_main(["cohort", "--out", str(tmp_path / "o")]) == 2
+    assert "--patients" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
