@@ -247,3 +247,17 @@ def test_frame_interval_in_milliseconds_is_converted(isles2018_root, tmp_path):
     from StrokePerfusionSegLib.imageio import nifti_frame_interval_s
 
     assert nifti_frame_interval_s(path) == pytest.approx(1.5)
+
+
+def test_segment_accepts_a_converted_case_folder_as_it_is(isles2018_cohort, tmp_path, capsys):
+    from StrokePerfusionSegLib.cli import main
+
+    case = isles2018_cohort / "train_case_1"
+    assert main(["segment", "--case", str(case), "--method", "threshold", "--format", "nifti",
+                 "--out", str(tmp_path / "out")]) == 0
+    labels = sitk.ReadImage(str(tmp_path / "out" / "train_case_1" / "train_case_1_labels.nii.gz"))
+    assert labels.GetSize() == (64, 64, 3)  # the slab's own grid, orientation kept
+    assert np.allclose(labels.GetDirection(), load_case(case).geometry.direction)
+    # ISLES 2018 has no NIHSS: a model that reads it asks for one instead of guessing.
+    assert main(["segment", "--case", str(case), "--out", str(tmp_path / "dl")]) == 2
+    assert "--nihss" in capsys.readouterr().err
