@@ -60,8 +60,8 @@ TABLES = (
 )
 GROUP_TITLES = {"LVO": "LVO", "NonLVO": "Non-LVO", "WIS": "WIS", "unknown": "group unknown", "all": "All"}
 #: (ISLES metric key, column title, decimals) of the ISLES table.
-ISLES_COLUMNS = (("dice", "Dice ⇑", 2), ("abs_volume_difference_ml", "|ΔV| ml ⇓", 1),
-                 ("lesion_f1", "lesion F1 ⇑", 2), ("abs_lesion_count_difference", "|ΔN| ⇓", 1))
+ISLES_COLUMNS = (("dice", "Dice ⇑", 2), ("abs_volume_difference_ml", "abs. volume diff. ml ⇓", 1),
+                 ("lesion_f1", "lesion F1 ⇑", 2), ("abs_lesion_count_difference", "abs. lesion count diff. ⇓", 1))
 
 
 @dataclass(frozen=True)
