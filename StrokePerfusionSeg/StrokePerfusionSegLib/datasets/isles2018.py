@@ -3,7 +3,7 @@
 Layout (see ``docs/datasets.md`` for the sources)::
 
     TRAINING/case_<n>/SMIR.Brain.XX.O.<MODALITY>.<id>/SMIR.Brain.XX.O.<MODALITY>.<id>.nii
-    TESTING/case_<n>/...                       (no OT)
+    TESTING/case_<n>/...                       (no OT; some copies spell the folders in lower case)
 
 with the modalities ``CT`` (non-contrast slab), ``CT_4DPWI`` (the raw CTP, 4D x, y, z, t),
 ``CT_CBF``, ``CT_CBV``, ``CT_MTT``, ``CT_Tmax`` and, for training cases, ``OT`` (the infarct
@@ -41,7 +41,8 @@ def find_cases(root: Path) -> list[Path]:
         raise InputError(f"ISLES 2018 folder not found: {root}")
     if CASE_FOLDER.match(root.name):
         return [root]
-    parents = [root] + [root / name for name in SPLIT_FOLDERS if (root / name).is_dir()]
+    # Copies in the wild spell the split folders TRAINING or training.
+    parents = [root] + [p for p in root.iterdir() if p.is_dir() and p.name.upper() in SPLIT_FOLDERS]
     cases = sorted((p for parent in parents for p in parent.iterdir() if p.is_dir() and CASE_FOLDER.match(p.name)),
                    key=lambda p: (p.parent.name, int(p.name.split("_")[1])))
     if not cases:
@@ -52,7 +53,7 @@ def find_cases(root: Path) -> list[Path]:
 
 def case_id(folder: Path) -> str:
     """``train_case_1`` below TRAINING, ``test_case_1`` below TESTING, else the folder name."""
-    split = SPLIT_FOLDERS.get(folder.parent.name)
+    split = SPLIT_FOLDERS.get(folder.parent.name.upper())
     return f"{split}_{folder.name}" if split else folder.name
 
 
