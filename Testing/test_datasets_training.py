@@ -158,3 +158,26 @@ def test_cohort_command_errors_exit_2(tmp_path, capsys):
     assert train_main(["cohort", "--out", str(tmp_path / "o")]) == 2
     assert "--patients" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_labels_outside_the_scheme_and_label_free_schemes_are_refused(converted, tmp_path):
+    from StrokePerfusionSegLib.casefolder import save_case
+    from strokeperfusionseg_training.data import CaseRecord, load_training_case
+
+    case = load_case(converted.parent / "train_case_1")
+    case.label[0, 0, 0] = PENUMBRA  # the core scheme has no value 2
+    save_case(case, tmp_path / "bad")
+    record = CaseRecord("bad", tmp_path / "bad", "unknown")
+    with pytest.raises(InputError, match=r"values \[2\] are not defined by its label scheme 'core'"):
+        load_training_case(record, ["cbf"], use_nihss=False)
+    case.meta["label_scheme"] = "none"
+    save_case(case, tmp_path / "none")
+    with pytest.raises(InputError, match="marks no lesion"):
+        load_training_case(CaseRecord("none", tmp_path / "none", "unknown"), ["cbf"], use_nihss=False)
+    full, core_only = load_case(converted.parent / "train_case_2"), load_case(converted.parent / "train_case_3")
+    full.meta["label_scheme"] = "core_penumbra"
+    with pytest.raises(InputError, match="mixes label schemes"):
+        evaluate.cases_scheme([(None, full), (None, core_only)])
+    core_only.meta["label_scheme"] = "none"
+    with pytest.raises(InputError, match="nothing to score"):
+        evaluate.cases_scheme([(None, core_only)])

@@ -97,7 +97,7 @@ def read_nihss(root: Path, subject: str, session: str) -> tuple[int | None, str 
         raise InputError(f"ISLES 2024 {subject}: {table.name} has no 'NIHSS at admission' column "
                          f"(columns: {', '.join(str(c) for c in columns.values())})")
     value = rows[0][columns[NIHSS_COLUMN]]
-    return check_nihss(value if value is not None else None, what=f"ISLES 2024 {subject}: {table.name} NIHSS"), table.name
+    return check_nihss(value, what=f"ISLES 2024 {subject}: {table.name} NIHSS"), table.name
 
 
 def read_case(subject_folder: Path, *, dt_s: float | None = None) -> SourceCase:
