@@ -244,9 +244,9 @@ def test_frame_interval_in_milliseconds_is_converted(isles2018_root, tmp_path):
     header[92:96] = struct.pack("<f", 1500.0)
     header[123] = (header[123] & 0x07) | 16  # NIFTI_UNITS_MSEC
     path.write_bytes(bytes(header))
-    from StrokePerfusionSegLib.imageio import nifti_frame_interval_s
+    from StrokePerfusionSegLib.imageio import frame_interval_s
 
-    assert nifti_frame_interval_s(path) == pytest.approx(1.5)
+    assert frame_interval_s(path, sitk.ReadImage(str(path))) == pytest.approx(1.5)
 
 
 def test_segment_accepts_a_converted_case_folder_as_it_is(isles2018_cohort, tmp_path, capsys):
@@ -261,3 +261,17 @@ def test_segment_accepts_a_converted_case_folder_as_it_is(isles2018_cohort, tmp_
     # ISLES 2018 has no NIHSS: a model that reads it asks for one instead of guessing.
     assert main(["segment", "--case", str(case), "--out", str(tmp_path / "dl")]) == 2
     assert "--nihss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["segment", "perfusion"])
+def test_a_ctp_file_without_frame_interval_asks_for_dt(isles2018_root, tmp_path, capsys, command):
+    """ITK reads a zero pixdim[4] as 1 s; the CLI reads the header and asks instead of guessing."""
+    from StrokePerfusionSegLib.cli import main
+
+    path = tmp_path / "ctp.nii"
+    shutil.copyfile(next((isles2018_root / "TRAINING" / "case_2").glob("*CT_4DPWI*/*.nii")), path)
+    header = bytearray(path.read_bytes())
+    header[92:96] = struct.pack("<f", 0.0)
+    path.write_bytes(bytes(header))
+    assert main([command, "--ctp", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "--dt" in capsys.readouterr().err and not any((tmp_path / "out").rglob("*"))

@@ -144,11 +144,13 @@ def _nifti1_header(path: Path) -> bytes:
         return stream.read(348)
 
 
-def nifti_frame_interval_s(path: str | os.PathLike) -> float | None:
-    """The frame interval a 4D NIfTI-1 header declares (pixdim[4] in its time unit), in s.
+def frame_interval_s(path: str | os.PathLike, image: sitk.Image) -> float | None:
+    """The frame interval (s) the 4D file ``path`` (read as ``image``) declares; None if none.
 
-    None when the header gives none (0 or negative) or the file is not NIfTI-1. ITK replaces a
-    zero interval by 1, so a missing one can only be seen in the header itself.
+    For NIfTI-1 the header's pixdim[4] in its time unit (``xyzt_units``: s, ms or us), read from
+    the file itself: the NIfTI library under ITK turns a zero or negative pixdim[4] into 1, in
+    the spacing and in the metadata alike, so a missing interval would pass for 1 s. Other
+    formats: the image's 4th spacing.
     """
     header = _nifti1_header(Path(path))
     for order in "<>":
@@ -156,7 +158,7 @@ def nifti_frame_interval_s(path: str | os.PathLike) -> float | None:
             interval = struct.unpack(order + "f", header[92:96])[0]
             factor = _NIFTI_TIME_UNITS.get(header[123] & 0x38)
             return float(interval) * factor if interval > 0 and factor is not None else None
-    return None
+    return float(image.GetSpacing()[3])
 
 
 def check_complete(path: Path) -> None:

@@ -216,8 +216,8 @@ def _from_ctp_file(path, dt_s, grid: GridCheck, notes, *, perfusion_method, prog
     image = imageio.read_image(path)
     if image.GetDimension() != 4:
         raise InputError(f"{Path(path).name} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t)")
-    frame_interval = float(dt_s) if dt_s is not None else float(image.GetSpacing()[3])
-    if not frame_interval > 0:
+    frame_interval = float(dt_s) if dt_s is not None else imageio.frame_interval_s(path, image)
+    if frame_interval is None or not frame_interval > 0:
         raise InputError(f"{Path(path).name} has no usable frame interval: give --dt SECONDS")
     geometry = Geometry.from_image(image)
     computed = _maps_from_ctp(

@@ -62,17 +62,13 @@ def _aif_voxel(text: str | None):
     return index
 
 
-def _frame_interval(image, given: float | None) -> float:
+def _frame_interval(path, image, given: float | None) -> float:
     from ..errors import InputError
+    from ..imageio import frame_interval_s
 
-    if given is not None:
-        dt_s = given
-    else:
-        keys = image.GetMetaDataKeys()
-        stored = float(image.GetMetaData("pixdim[4]")) if "pixdim[4]" in keys else image.GetSpacing()[3]
-        if stored <= 0:
-            raise InputError("the file does not record the frame interval: pass --dt S (seconds)")
-        dt_s = image.GetSpacing()[3]
+    dt_s = given if given is not None else frame_interval_s(path, image)
+    if dt_s is None:
+        raise InputError("the file does not record the frame interval: pass --dt S (seconds)")
     if not dt_s > 0:
         raise InputError(f"frame interval must be a positive number of seconds, got {dt_s:g}: pass --dt S")
     low, high = PLAUSIBLE_DT_S
@@ -109,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{source.name} is {image.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
         )
-    dt_s = _frame_interval(image, args.dt)
+    dt_s = _frame_interval(source, image, args.dt)
     geometry = imageio.Geometry.from_image(image)
     ctp = sitk.GetArrayViewFromImage(image)
     smoothing = DEFAULT_SMOOTHING_MM if args.smoothing_mm is None else args.smoothing_mm

@@ -131,7 +131,7 @@ def read_ctp(path: Path, what: str, dt_s: float | None) -> tuple[np.ndarray, Geo
         raise InputError(f"{what}: {path.name} has {ctp.shape[0]} time frames; a CTP needs a bolus passage")
     if dt_s is not None:
         return ctp, geometry, float(dt_s), "given (--dt)"
-    header_dt = imageio.nifti_frame_interval_s(path)
+    header_dt = imageio.frame_interval_s(path, image)
     low, high = FRAME_INTERVAL_RANGE_S
     if header_dt is None or not low <= header_dt <= high:
         declared = "no frame interval" if header_dt is None else f"a frame interval of {header_dt:g} s"
