@@ -134,6 +134,8 @@ def _nifti1_data_end(header: bytes) -> int | None:
     return None
 
 
+#: Frame intervals (s) a CT perfusion series plausibly has; others are a wrong header or unit.
+PLAUSIBLE_FRAME_INTERVAL_S = (0.1, 10.0)
 #: NIfTI-1 ``xyzt_units`` time codes -> factor to seconds (0, unknown, is taken as seconds).
 _NIFTI_TIME_UNITS = {0: 1.0, 8: 1.0, 16: 1e-3, 24: 1e-6}
 

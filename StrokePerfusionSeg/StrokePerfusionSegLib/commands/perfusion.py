@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-#: Frame intervals (s) outside this range are a unit mistake (ms) or a missing header field.
-PLAUSIBLE_DT_S = (0.1, 10.0)
 
 
 def register(subparsers) -> None:
@@ -64,14 +62,14 @@ def _aif_voxel(text: str | None):
 
 def _frame_interval(path, image, given: float | None) -> float:
     from ..errors import InputError
-    from ..imageio import frame_interval_s
+    from ..imageio import PLAUSIBLE_FRAME_INTERVAL_S, frame_interval_s
 
     dt_s = given if given is not None else frame_interval_s(path, image)
     if dt_s is None:
         raise InputError("the file does not record the frame interval: pass --dt S (seconds)")
     if not dt_s > 0:
         raise InputError(f"frame interval must be a positive number of seconds, got {dt_s:g}: pass --dt S")
-    low, high = PLAUSIBLE_DT_S
+    low, high = PLAUSIBLE_FRAME_INTERVAL_S
     if not low <= dt_s <= high:
         raise InputError(
             f"frame interval {dt_s:g} s is implausible (expected {low:g}-{high:g} s; milliseconds?): pass --dt S"

@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 MAP_SOURCES = ("dataset", "computed")
 #: Train/val/test fractions of the conversion's split (the paper's 58/20/22).
 SPLIT_FRACTIONS = (0.58, 0.20, 0.22)
-#: Frame intervals outside this range (s) are taken as a missing or wrong NIfTI header.
-FRAME_INTERVAL_RANGE_S = (0.1, 10.0)
 
 
 @dataclass
@@ -132,7 +130,7 @@ def read_ctp(path: Path, what: str, dt_s: float | None) -> tuple[np.ndarray, Geo
     if dt_s is not None:
         return ctp, geometry, float(dt_s), "given (--dt)"
     header_dt = imageio.frame_interval_s(path, image)
-    low, high = FRAME_INTERVAL_RANGE_S
+    low, high = imageio.PLAUSIBLE_FRAME_INTERVAL_S
     if header_dt is None or not low <= header_dt <= high:
         declared = "no frame interval" if header_dt is None else f"a frame interval of {header_dt:g} s"
         raise InputError(f"{what}: {path.name} gives {declared} in its header; give the real one with --dt SECONDS")
