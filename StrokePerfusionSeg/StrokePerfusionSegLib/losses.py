@@ -86,7 +86,7 @@ def marginal_log_probabilities(logits: torch.Tensor, class_sets: torch.Tensor) -
     """
     if logits.ndim != 4 or class_sets.ndim != 3 or class_sets.shape[0] != logits.shape[0] \
             or class_sets.shape[2] != logits.shape[1]:
-        raise InputError(
+        raise ValueError(
             f"class sets {tuple(class_sets.shape)} do not fit logits {tuple(logits.shape)}: "
             "expected (B, V, C) for logits (B, C, H, W)"
         )
