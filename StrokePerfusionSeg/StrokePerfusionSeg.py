@@ -3,22 +3,26 @@
 The panel and a thin logic. All MRML work is in ``StrokePerfusionSegLib.mrml`` (tested on the
 slicer-core wheel), which runs the same pipeline (``StrokePerfusionSegLib.pipeline``) as the
 command line and the batch; all numerical work is in the rest of ``StrokePerfusionSegLib``. Heavy
-packages (torch, scikit-image, ...) are imported only after the first Apply has made sure they
-are installed.
+packages (torch, scikit-image, ...) are imported only after Apply has made sure they are
+installed. Runs in Slicer 5.8 (Python 3.9) and newer: no ``X | Y`` annotations evaluated here.
 """
 
 import logging
 from pathlib import Path
+from typing import Annotated, Optional, Union
 
 import qt
 import slicer
 import vtk
 from slicer import (
-    vtkMRMLNode,
+    vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
+    vtkMRMLSequenceNode,
     vtkMRMLTableNode,
-    vtkMRMLVolumeNode,
+    vtkMRMLVectorVolumeNode,
 )
+from slicer.i18n import tr as _
+from slicer.i18n import translate
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -27,8 +31,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
-
-from typing import Annotated
 
 from StrokePerfusionSegLib.errors import CancelledError, InputError
 from StrokePerfusionSegLib.mrml import ctp as mrmlCtp
@@ -39,12 +41,26 @@ from StrokePerfusionSegLib.terminology import TERMINOLOGY_FILE
 from StrokePerfusionSegLib.volumes import DECISION_SUPPORT_CAVEAT
 
 MODULE_TITLE = "Segment core/penumbra"
+#: Oldest Slicer the module is verified with (docs/slicer.md says how).
+MINIMUM_SLICER_VERSION = (5, 8)
+DOCUMENTATION_URL = "https://github.com/StrokePerfusionSeg/StrokePerfusionSeg/blob/main/docs/slicer.md"
 THRESHOLD_METHOD = "threshold"
+SAMPLE_CATEGORY = "StrokePerfusionSeg"
 SAMPLE_NAME = "StrokePerfusionSegPhantom"
-MAP_PARAMETERS = (("cbf", "cbfVolume"), ("cbv", "cbvVolume"), ("ttp", "ttpVolume"), ("tmax", "tmaxVolume"),
-                  ("mip", "mipVolume"))
-#: Import names of the packages in Resources/requirements.txt (checked before installing).
-REQUIRED_IMPORTS = ("scipy", "skimage", "safetensors", "tqdm")
+CTP_SAMPLE_NAME = "StrokePerfusionSegPhantomCTP"
+#: Map name -> parameter of the parameter node.
+MAP_PARAMETERS = {"cbf": "cbfVolume", "cbv": "cbvVolume", "ttp": "ttpVolume", "tmax": "tmaxVolume", "mip": "mipVolume"}
+#: The PyTorch extension installs these (the project's own floor, as in pyproject.toml).
+TORCH_REQUIREMENT = ">=2.1"
+TORCHVISION_REQUIREMENT = ">=0.16"
+
+# Node parameters: concrete classes (the selector connector instantiates them) and None among
+# the Union's members (the wrapper's serializer needs it for an empty selection).
+#: Map volumes: scalar maps in their unit, or colour-coded RGB captures (vector volumes).
+MapVolume = Optional[Union[vtkMRMLScalarVolumeNode, vtkMRMLVectorVolumeNode]]
+#: 4D CTP: a sequence of scalar volumes, or a multi-volume where MultiVolumeExplorer provides it.
+CtpNode = Optional[Union[(vtkMRMLSequenceNode,) + (
+    (slicer.vtkMRMLMultiVolumeNode,) if hasattr(slicer, "vtkMRMLMultiVolumeNode") else ())]]
 
 
 #
@@ -57,21 +73,22 @@ class StrokePerfusionSeg(ScriptedLoadableModule):
 
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = MODULE_TITLE
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("Segment core/penumbra")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "SubjectHierarchy", "Terminologies"]
         self.parent.contributors = ["StrokePerfusionSeg developers"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Segments the ischemic core and the penumbra of acute ischemic stroke from CT perfusion "
             "maps (CBF, CBV, TTP, Tmax, MIP; scalar or colour-coded) and the NIHSS score, with a "
             "multi-input slow-fusion network (Tomasetti et al.) or RAPID-like thresholds, and "
             "computes the maps from a raw 4D CTP. Results: a segmentation with the segments "
-            "'Ischemic core' and 'Penumbra', their volumes in ml and the DEFUSE-3 mismatch figures. "
+            "'Ischemic core' and 'Penumbra', their volumes in ml and the DEFUSE-3 mismatch figures."
             "<br><b>Decision support only</b>: the segments and figures must be reviewed and "
-            "corrected by a physician; they are not a treatment decision. "
-            "See <a href='https://github.com/StrokePerfusionSeg/StrokePerfusionSeg'>the documentation</a>."
-        )
-        self.parent.acknowledgementText = (
+            "corrected by a physician; they are not a treatment decision."
+            "<br>See the {link_start}module documentation{link_end} (Slicer {version} or newer)."
+        ).format(link_start=f'<a href="{DOCUMENTATION_URL}">', link_end="</a>",
+                 version="{}.{}".format(*MINIMUM_SLICER_VERSION))
+        self.parent.acknowledgementText = _(
             "Implements the method of L. Tomasetti, M. Khanmohammadi, K. Engan, L. J. Hollesli and "
             "K. D. Kurz, 'Multi-input segmentation of damaged brain in acute ischemic stroke "
             "patients using slow fusion with skip connection'. Perfusion analysis follows "
@@ -80,38 +97,70 @@ class StrokePerfusionSeg(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", _onStartupCompleted)
 
 
+def unsupportedSlicerMessage() -> Optional[str]:
+    """Why this Slicer is too old for the module, or None when it is supported."""
+    running = (slicer.app.majorVersion, slicer.app.minorVersion)
+    if running >= MINIMUM_SLICER_VERSION:
+        return None
+    return _("{title} needs Slicer {minimum} or newer; this is Slicer {running}: install a newer Slicer.").format(
+        title=MODULE_TITLE, minimum="{}.{}".format(*MINIMUM_SLICER_VERSION), running="{}.{}".format(*running))
+
+
 def _onStartupCompleted():
-    """Register the sample study and the lesion terminology once Slicer has started."""
-    terminologies = slicer.modules.terminologies.logic() if hasattr(slicer.modules, "terminologies") else None
-    if terminologies is not None and TERMINOLOGY_FILE.is_file():
-        mrmlSegmentation.load_terminology(terminologies)
-    _registerSampleData()
+    """Register the sample studies and the lesion terminology once Slicer has started."""
+    problem = unsupportedSlicerMessage()
+    if problem:
+        logging.warning(problem)
+    if hasattr(slicer.modules, "terminologies") and TERMINOLOGY_FILE.is_file():
+        mrmlSegmentation.load_terminology(slicer.modules.terminologies.logic())
+    registerSampleData()
 
 
-def _registerSampleData():
-    """A phantom study made on request by the library's digital phantom: usable offline."""
+def registerSampleData():
+    """Two samples, neither downloaded: the phantom maps shipped with the module, and a 4D CTP
+    simulated on request by the library's digital phantom (that one needs PyTorch).
+
+    A custom downloader is called by the SampleData button with the source, and never by
+    ``SampleData.downloadSample``; empty ``uris``/``fileNames``/``nodeNames`` lists are the
+    form ``SampleDataSource`` accepts for a source without files.
+    """
     import SampleData
 
-    iconsPath = Path(__file__).parent / "Resources" / "Icons"
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category=MODULE_TITLE,
-        sampleName=SAMPLE_NAME,
-        thumbnailFileName=str(iconsPath / "StrokePerfusionSeg.png"),
-        uris=None,
-        fileNames=None,
-        nodeNames=None,
-        loadFileType=None,
-        customDownloader=_loadPhantomStudy,
-    )
+    logic = SampleData.SampleDataLogic
+    if hasattr(logic, "registerCustomSampleDataCategory"):  # Slicer 5.12+
+        logic.registerCustomSampleDataCategory(SAMPLE_CATEGORY, title=_("Segment core/penumbra"))
+    thumbnail = str(Path(__file__).parent / "Resources" / "Icons" / "StrokePerfusionSeg.png")
+    for sampleName, loader in ((SAMPLE_NAME, loadPhantomMaps), (CTP_SAMPLE_NAME, loadPhantomCtp)):
+        logic.registerCustomSampleDataSource(
+            category=SAMPLE_CATEGORY, sampleName=sampleName, thumbnailFileName=thumbnail,
+            uris=[], fileNames=[], nodeNames=[], customDownloader=loader,
+        )
 
 
-def _loadPhantomStudy(source=None):
-    """Generate the phantom LVO study (fixed seed, 128x128, 8 slices) and load its maps, MIP and CTP."""
+def loadPhantomMaps(source=None) -> list:
+    """Load the phantom LVO study shipped in ``Resources/SampleData`` (CBF, CBV, TTP, Tmax, MIP; NIHSS 22).
+
+    Made by ``tools/make_sample_study.py`` from the digital phantom; loads offline and without
+    PyTorch, so the self-test can run anywhere.
+    """
+    from StrokePerfusionSegLib.casefolder import load_case
+
+    case = load_case(Path(__file__).parent / "Resources" / "SampleData" / "phantom-lvo", with_label=False)
+    return list(mrmlNodes.add_case_volumes(slicer.mrmlScene, case).values())
+
+
+def loadPhantomCtp(source=None) -> list:
+    """Simulate the phantom LVO study with its 4D CTP (seed 5, 128x128, 8 slices) and load it.
+
+    The phantom simulates with PyTorch: offered for install first, as for a model.
+    """
+    if not StrokePerfusionSegLogic().ensureDependencies(requireTorch=True):
+        return []
     from StrokePerfusionSegLib.phantom import PhantomConfig, generate_case
 
-    case = generate_case("phantom-lvo", "LVO", seed=5, config=PhantomConfig(size=128, slices=8))
-    nodes = mrmlNodes.add_case_volumes(slicer.mrmlScene, case)
-    return list(nodes.values())
+    with slicer.util.WaitCursor():
+        case = generate_case("phantom-lvo", "LVO", seed=5, config=PhantomConfig(size=128, slices=8))
+        return list(mrmlNodes.add_case_volumes(slicer.mrmlScene, case).values())
 
 
 #
@@ -121,14 +170,18 @@ def _loadPhantomStudy(source=None):
 
 @parameterNodeWrapper
 class StrokePerfusionSegParameterNode:
-    """Everything the panel edits; saved with the scene."""
+    """Everything the panel edits; saved with the scene.
 
-    cbfVolume: vtkMRMLVolumeNode
-    cbvVolume: vtkMRMLVolumeNode
-    ttpVolume: vtkMRMLVolumeNode
-    tmaxVolume: vtkMRMLVolumeNode
-    mipVolume: vtkMRMLVolumeNode
-    ctpNode: vtkMRMLNode
+    ``method`` has no widget binding: its combo box lists the models found at run time, which a
+    ``Choice`` annotation cannot hold; the Widget keeps the two in step.
+    """
+
+    cbfVolume: MapVolume
+    cbvVolume: MapVolume
+    ttpVolume: MapVolume
+    tmaxVolume: MapVolume
+    mipVolume: MapVolume
+    ctpNode: CtpNode
     frameInterval: Annotated[float, WithinRange(0.0, 60.0)] = 0.0  # s; 0 = from the series
     nihss: Annotated[int, WithinRange(-1, 42)] = -1  # -1 = not set
     method: str = ""  # a registry model id or "threshold"; empty: the default model
@@ -165,11 +218,13 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._fillMethods()
         self.ui.progressBar.hide()
         self.ui.caveatLabel.text = DECISION_SUPPORT_CAVEAT
+        self.ui.statusLabel.text = unsupportedSlicerMessage() or ""
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onNodeAdded)
 
+        self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.computeMapsButton.connect("clicked(bool)", self.onComputeMapsButton)
@@ -192,12 +247,6 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def enter(self) -> None:
         self.initializeParameterNode()
 
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelRequested = True  # a running computation stops; the glue checks its nodes
         self.setParameterNode(None)
@@ -213,8 +262,8 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.method:
-            self._parameterNode.method = (self.logic.availableModels() or [THRESHOLD_METHOD])[0]
+        if self.ui.methodComboBox.findText(self._parameterNode.method) < 0:  # unset, or a model no longer installed
+            self._parameterNode.method = self.ui.methodComboBox.itemText(0)
         self._autoFillInputs()
 
     def _autoFillInputs(self) -> None:
@@ -222,38 +271,58 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         if not self._parameterNode:
             return
         for name, node in mrmlNodes.guess_map_nodes(slicer.mrmlScene).items():
-            parameter = dict(MAP_PARAMETERS)[name]
+            parameter = MAP_PARAMETERS[name]
             if getattr(self._parameterNode, parameter) is None:
                 setattr(self._parameterNode, parameter, node)
 
-    def setParameterNode(self, inputParameterNode) -> None:
+    def setParameterNode(self, inputParameterNode: Optional[StrokePerfusionSegParameterNode]) -> None:
+        """Connect the panel to a parameter node once; it stays connected while the module is hidden.
+
+        Slicer 5.8's ``connectGui`` returns no tag for ``disconnectGui`` and adds an observer on
+        every call, so connecting on each ``enter()`` would pile connections up.
+        """
+        if (inputParameterNode and self._parameterNode
+                and inputParameterNode.parameterNode is self._parameterNode.parameterNode):
+            return
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            self._checkCanApply()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._onParameterNodeModified()
 
-    def _missingInputs(self) -> list[str]:
-        """What the chosen method needs and the panel lacks: its maps, and the NIHSS if it reads it."""
+    def onMethodChanged(self, index: int) -> None:
+        if self._parameterNode and index >= 0:
+            self._parameterNode.method = self.ui.methodComboBox.itemText(index)
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        index = self.ui.methodComboBox.findText(self._parameterNode.method)
+        if index >= 0 and index != self.ui.methodComboBox.currentIndex:
+            self.ui.methodComboBox.currentIndex = index
+        self._checkCanApply()
+
+    def _missingInputs(self) -> list:
+        """Names of the inputs the chosen method needs and the panel lacks (maps, then NIHSS)."""
         parameters = self._parameterNode
-        required, usesNihss = self.logic.methodNeeds(parameters.method or THRESHOLD_METHOD)
-        missing = [name.upper() for name, parameter in MAP_PARAMETERS
-                   if name in required and getattr(parameters, parameter) is None]
-        if usesNihss and parameters.nihss < 0:
+        maps, needsNihss = self.logic.methodNeeds(parameters.method)
+        missing = [name.upper() for name in maps if getattr(parameters, MAP_PARAMETERS[name]) is None]
+        if needsNihss and parameters.nihss < 0:
             missing.append("NIHSS")
         return missing
 
-    def _checkCanApply(self, caller=None, event=None) -> None:
+    def _checkCanApply(self) -> None:
         if not self._parameterNode or self._busy:
             return
-        missing = self._missingInputs()
-        self.ui.applyButton.enabled = not missing
-        self.ui.applyButton.toolTip = (
-            "Select " + ", ".join(missing) if missing else "Segment the ischemic core and penumbra"
-        )
+        try:
+            missing = self._missingInputs()
+            reason = _("Select {inputs}").format(inputs=", ".join(missing)) if missing else ""
+        except InputError as error:  # e.g. a model of a saved scene that is not installed here
+            reason = str(error)
+        self.ui.applyButton.enabled = not reason
+        self.ui.applyButton.toolTip = reason or _("Segment the ischemic core and penumbra")
         self.ui.computeMapsButton.enabled = self._parameterNode.ctpNode is not None
         segmentation = self._parameterNode.outputSegmentation
         self.ui.show3DButton.enabled = segmentation is not None
@@ -286,7 +355,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
                 try:
                     work()
                 except CancelledError:
-                    self.ui.statusLabel.text = "Cancelled: the scene was left as it was."
+                    self.ui.statusLabel.text = _("Cancelled: the scene was left as it was.")
         finally:
             self._busy = False
             self.ui.cancelButton.enabled = False
@@ -295,38 +364,40 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 
     def onCancelButton(self) -> None:
         self._cancelRequested = True
-        self.ui.statusLabel.text = "Cancelling..."
+        self.ui.statusLabel.text = _("Cancelling...")
 
     def onApplyButton(self) -> None:
         def work():
-            if not self.logic.ensureDependencies(self._parameterNode.method):
-                self.ui.statusLabel.text = "Dependencies not installed: nothing was done."
+            method = self._parameterNode.method
+            if not self.logic.ensureDependencies(requireTorch=method != THRESHOLD_METHOD):
+                self.ui.statusLabel.text = _("Dependencies not installed: nothing was done.")
                 return
             result = self.logic.segment(self._parameterNode, progress=self._progress, cancel=self._cancelled)
             self._parameterNode.outputSegmentation = result.segmentation_node
             self._parameterNode.outputTable = result.table_node
             self.ui.resultsTableView.setMRMLTableNode(result.table_node)
             seconds = result.timings.get("total", 0.0)
-            notes = "<br>".join(result.notes)
-            self.ui.statusLabel.text = f"Done on {result.device} in {seconds:.1f} s." + (f"<br>{notes}" if notes else "")
+            done = _("Done on {device} in {seconds} s.").format(device=result.device, seconds=f"{seconds:.1f}")
+            self.ui.statusLabel.text = "<br>".join([done, *result.notes])
             slicer.util.setSliceViewerLayers(background=self._parameterNode.cbfVolume, fit=True)
 
-        self._run("Segmentation failed.", work)
+        self._run(_("Segmentation failed."), work)
 
     def onComputeMapsButton(self) -> None:
         def work():
-            if not self.logic.ensureDependencies(THRESHOLD_METHOD):
+            if not self.logic.ensureDependencies(requireTorch=False):
+                self.ui.statusLabel.text = _("Dependencies not installed: nothing was done.")
                 return
             interval = self._parameterNode.frameInterval or None
             computed = self.logic.computeMaps(self._parameterNode.ctpNode, interval,
                                               progress=self._progress, cancel=self._cancelled)
-            for name, parameter in MAP_PARAMETERS:
+            for name, parameter in MAP_PARAMETERS.items():
                 if name in computed.nodes:
                     setattr(self._parameterNode, parameter, computed.nodes[name])
-            self.ui.statusLabel.text = "<br>".join(
-                ["Perfusion maps computed: " + ", ".join(n.upper() for n in computed.nodes), *computed.notes])
+            done = _("Perfusion maps computed: {maps}").format(maps=", ".join(n.upper() for n in computed.nodes))
+            self.ui.statusLabel.text = "<br>".join([done, *computed.notes])
 
-        self._run("Computing perfusion maps failed.", work)
+        self._run(_("Computing perfusion maps failed."), work)
 
     def onShow3DToggled(self, show: bool) -> None:
         segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
@@ -356,76 +427,89 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return StrokePerfusionSegParameterNode(super().getParameterNode())
 
-    def ensureDependencies(self, method: str) -> bool:
-        """Install what is missing, asking first; False when the user declines.
+    @staticmethod
+    def requirementsPath() -> Path:
+        return Path(__file__).parent / "Resources" / "requirements.txt"
 
-        PyTorch comes from the PyTorch extension (``PyTorchUtils``, which picks the build for
-        the GPU); the rest from ``Resources/requirements.txt``. Thresholding needs no PyTorch.
+    def ensureDependencies(self, requireTorch: bool) -> bool:
+        """True when every package is there; installs what is missing after asking.
+
+        False when the user declines, or when Slicer runs in testing mode (which never
+        installs) and something is missing. PyTorch comes from the PyTorch extension
+        (``PyTorchUtils``, which picks the build for the GPU); the rest from
+        ``Resources/requirements.txt``: through ``slicer.packaging.pip_ensure`` where Slicer
+        has it (5.12+), else checked with ``importlib.metadata`` and installed with
+        ``slicer.util.pip_install``.
         """
-        if method != THRESHOLD_METHOD and not self._ensureTorch():
+        if requireTorch and not self._ensureTorch():
             return False
-        requirements = Path(__file__).parent / "Resources" / "requirements.txt"
+        requirements = [line.strip() for line in self.requirementsPath().read_text().splitlines()
+                        if line.strip() and not line.startswith("#")]
         if hasattr(slicer, "packaging"):
-            return bool(slicer.packaging.pip_ensure(
-                slicer.packaging.load_requirements(str(requirements)), requester=MODULE_TITLE))
-        import importlib.util
-
-        if all(importlib.util.find_spec(name) for name in REQUIRED_IMPORTS):
+            try:
+                slicer.packaging.pip_ensure(requirements, requester=MODULE_TITLE)  # returns None in every case
+            except RuntimeError:  # how pip_ensure reports that the user declined
+                return False
+            return slicer.packaging.pip_check(requirements)
+        missing = [requirement for requirement in requirements if not _installed(requirement)]
+        if not missing:
             return True
-        if not slicer.util.confirmOkCancelDisplay(
-            f"{MODULE_TITLE} needs a few Python packages ({', '.join(REQUIRED_IMPORTS)}). Install them now?"
-        ):
+        if slicer.app.testingEnabled():
+            logging.info(f"Testing mode: not installing {missing}")
             return False
-        slicer.util.pip_install(["-r", str(requirements)])
-        return True
+        if not slicer.util.confirmOkCancelDisplay(
+            _("{title} needs these Python packages: {packages}. Install them now?").format(
+                title=MODULE_TITLE, packages=", ".join(missing))):
+            return False
+        slicer.util.pip_install(missing)
+        return all(_installed(requirement) for requirement in missing)
 
     def _ensureTorch(self) -> bool:
-        try:
-            import torch  # noqa: F401
-
+        if _installed("torch" + TORCH_REQUIREMENT):
             return True
-        except ImportError:
-            pass
         try:
             import PyTorchUtils
         except ImportError:
             slicer.util.errorDisplay(
-                "The PyTorch extension is missing: install 'PyTorch' from the Extensions Manager and restart."
-            )
+                _("The PyTorch extension is missing: install 'PyTorch' from the Extensions Manager and restart."))
             return False
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if torchLogic.torchInstalled():
-            return True
+        if PyTorchUtils.PyTorchUtilsLogic.torchInstalled():
+            import torch
+
+            slicer.util.errorDisplay(
+                _("PyTorch {version} is older than this module needs ({required}): update it in the PyTorch Utils module.")
+                .format(version=torch.__version__, required=TORCH_REQUIREMENT))
+            return False
         if not slicer.util.confirmOkCancelDisplay(
-            "The segmentation model needs PyTorch (about 1-3 GB download). Install it now?"
+            _("The segmentation model needs PyTorch (about 1-3 GB download). Install it now?")
         ):
             return False
-        return torchLogic.installTorch(askConfirmation=False) is not None
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+            askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT,
+            torchvisionVersionRequirement=TORCHVISION_REQUIREMENT)
+        return torch is not None
 
     def availableModels(self) -> list:
         """Model ids of the registry, the default model first (empty when none is registered)."""
-        try:
-            from StrokePerfusionSegLib.registry import load_registry
-        except ImportError:  # its packages are installed on first Apply
-            logging.info("model registry not importable yet; offering thresholding only")
-            return []
+        from StrokePerfusionSegLib.registry import load_registry
+
         registry = load_registry()
         others = sorted(set(registry.models) - {registry.default_model_id})
         return ([registry.default_model_id] if registry.default_model_id else []) + others
 
     def methodNeeds(self, method: str) -> tuple:
-        """(required map names, reads NIHSS) of a method, from its manifest (no PyTorch needed)."""
-        try:
-            from StrokePerfusionSegLib.pipeline import method_needs
+        """``(required maps, reads NIHSS)`` of a method, from its manifest (no PyTorch needed).
 
-            return method_needs(method)
-        except (ImportError, InputError) as error:  # not installed yet, or a broken bundle: Apply says why
-            logging.info("requirements of %s unknown: %s", method, error)
-            return (), False
+        An :class:`InputError` (a model that is not installed, a broken bundle) goes to the
+        caller, which shows it on the Apply button.
+        """
+        from StrokePerfusionSegLib.pipeline import method_needs
+
+        return method_needs(method or None)  # empty: the default model
 
     def inputNodes(self, parameters) -> dict:
         """Map name -> selected volume node (None when not selected)."""
-        return {name: getattr(parameters, parameter) for name, parameter in MAP_PARAMETERS}
+        return {name: getattr(parameters, parameter) for name, parameter in MAP_PARAMETERS.items()}
 
     def segment(self, parameters, progress=None, cancel=None):
         """Run the pipeline on the panel's parameters; returns ``mrml.study.PanelResult``."""
@@ -435,7 +519,7 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
         return mrmlStudy.segment_volumes(
             slicer.mrmlScene,
             nodes,
-            method=parameters.method or THRESHOLD_METHOD,
+            method=parameters.method or None,  # empty: the default model
             nihss=parameters.nihss if parameters.nihss >= 0 else None,
             segmentation_node=parameters.outputSegmentation,
             table_node=parameters.outputTable,
@@ -444,11 +528,24 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
             cancel=cancel,
         )
 
-    def computeMaps(self, ctpNode, frameInterval=None, progress=None, cancel=None) -> dict:
+    def computeMaps(self, ctpNode, frameInterval=None, progress=None, cancel=None):
         """Perfusion maps from a 4D CTP node into scalar volume nodes (see ``mrml.ctp.compute_map_volumes``)."""
         return mrmlCtp.compute_map_volumes(
             slicer.mrmlScene, ctpNode, dt_s=frameInterval, progress=progress, cancel=cancel
         )
+
+
+def _installed(requirement: str) -> bool:
+    """Whether an installed distribution satisfies ``requirement`` (e.g. ``scipy>=1.10``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.requirements import Requirement
+
+    parsed = Requirement(requirement)
+    try:
+        return parsed.specifier.contains(version(parsed.name), prereleases=True)
+    except PackageNotFoundError:
+        return False
 
 
 #
@@ -457,7 +554,11 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
 
 
 class StrokePerfusionSegTest(ScriptedLoadableModuleTest):
-    """Loads the phantom sample study and runs the whole path, as a user would."""
+    """Loads the phantom sample study and runs the whole path, as a user would.
+
+    Offline and without PyTorch or a GPU: the sample ships with the module and thresholding
+    needs no PyTorch.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -470,16 +571,17 @@ class StrokePerfusionSegTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Loading the phantom sample study")
         import SampleData
 
-        _registerSampleData()
-        nodes = SampleData.downloadSample(SAMPLE_NAME)
-        self.assertTrue(nodes)
+        registerSampleData()
+        source = SampleData.SampleDataLogic().sourceForSampleName(SAMPLE_NAME)
+        nodes = source.customDownloader(source)  # what the SampleData button does
+        self.assertEqual(len(nodes), len(MAP_PARAMETERS))
 
         logic = StrokePerfusionSegLogic()
+        self.assertTrue(logic.ensureDependencies(requireTorch=False))
         parameters = logic.getParameterNode()
         for name, node in mrmlNodes.guess_map_nodes(slicer.mrmlScene).items():
-            setattr(parameters, dict(MAP_PARAMETERS)[name], node)
+            setattr(parameters, MAP_PARAMETERS[name], node)
         parameters.method = THRESHOLD_METHOD
-        self.assertTrue(logic.ensureDependencies(THRESHOLD_METHOD))
 
         self.delayDisplay("Segmenting with thresholds")
         result = logic.segment(parameters)
@@ -488,6 +590,7 @@ class StrokePerfusionSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(segmentation.GetSegment("IschemicCore").GetName(), "Ischemic core")
         values = mrmlSegmentation.table_values(result.table_node)
         self.assertAlmostEqual(values["Ischemic core"], result.volumes.core_ml, places=6)
+        self.assertGreater(result.volumes.penumbra_ml, 0.0)  # the phantom is an LVO
 
         self.delayDisplay("Re-running replaces the segments")
         parameters.outputSegmentation = result.segmentation_node

@@ -108,6 +108,25 @@ def test_palette_colour_map(lvo_case, tmp_path):
     np.testing.assert_array_equal(volume.values, decode_rgb(lvo_case.rgb["cbf"], "cbf"))
 
 
+def test_ybr_colour_map(lvo_case, tmp_path):
+    """A YBR_FULL series decodes like the RGB copy, with pydicom 3 and with pydicom 2.4 (Slicer 5.8, 5.10)."""
+    from StrokePerfusionSegLib.dicom.volume import convert_color_space
+
+    folder = dicom.write_case_as_dicom(lvo_case, tmp_path / "ybr", maps=(), colour_maps=("cbf",), with_ctp=False)
+
+    def to_ybr(dataset, z):
+        dataset.PhotometricInterpretation = "YBR_FULL"
+        dataset.PixelData = convert_color_space(lvo_case.rgb["cbf"][z], "RGB", "YBR_FULL").tobytes()
+
+    edit_series(folder, "CBF color", to_ybr)
+    (series,) = dicom.scan_folder(folder).series
+    volume = dicom.read_map_series(series, "cbf")
+    assert volume.kind == "colour"
+    # The YBR round trip moves channels by at most 1-2 grey levels: the decoded map stays close.
+    expected = decode_rgb(lvo_case.rgb["cbf"], "cbf")
+    assert np.mean(np.abs(volume.values - expected) <= 1.0) > 0.99
+
+
 def test_unknown_colour_table_is_refused(lvo_case, tmp_path):
     foreign = lvo_case.rgb["cbf"][..., ::-1].copy()  # a blue-for-high table: not ours
     case = dataclasses.replace(lvo_case, rgb={"cbf": foreign})

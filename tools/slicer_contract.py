@@ -157,7 +157,7 @@ def main(argv=None) -> int:
 
     def panel():
         module = state["module"]
-        parent = slicer_standins.qSlicerWidget()
+        parent = slicer_standins.qSlicerScriptedLoadableModuleWidget()
         parent.setLayout(slicer_standins.QVBoxLayout())
         parent.setMRMLScene(slicer.mrmlScene)
         widget = module.StrokePerfusionSegWidget(parent)

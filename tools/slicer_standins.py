@@ -561,6 +561,12 @@ class qSlicerWidget(qMRMLWidget):
     pass
 
 
+class qSlicerScriptedLoadableModuleWidget(qSlicerWidget):
+    """The parent Slicer gives a module's Widget; shown (entered) here."""
+
+    isEntered = True
+
+
 class qMRMLNodeComboBox(QWidget):
     currentNodeChanged = Signal()
     currentNodeIDChanged = Signal()
@@ -839,7 +845,7 @@ def install(major: int, minor: int) -> SlicerApplication:
     sys.modules["ctk"] = ctk
     import slicer
 
-    for cls in (qMRMLWidget, qSlicerWidget, qMRMLNodeComboBox, qMRMLTableView, qMRMLSliderWidget, qMRMLSpinBox):
+    for cls in (qMRMLWidget, qSlicerWidget, qSlicerScriptedLoadableModuleWidget, qMRMLNodeComboBox, qMRMLTableView, qMRMLSliderWidget, qMRMLSpinBox):
         setattr(slicer, cls.__name__, cls)
     slicer.__getattr__ = _placeholders(("qMRML", "qSlicer"))
     for name in ("modules", "moduleNames"):  # as Slicer's slicer/__init__.py makes them

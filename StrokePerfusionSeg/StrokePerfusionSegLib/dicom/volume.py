@@ -17,6 +17,15 @@ import numpy as np
 import pydicom
 from pydicom.valuerep import TM
 
+try:  # pydicom 3 (Slicer 5.12+): pixel_array already turns YBR into RGB
+    from pydicom.pixels import apply_color_lut, convert_color_space
+
+    _PIXEL_ARRAY_GIVES_RGB = True
+except ImportError:  # pydicom 2.4 (bundled with Slicer 5.8 and 5.10): pixel_array keeps YBR
+    from pydicom.pixel_data_handlers.util import apply_color_lut, convert_color_space
+
+    _PIXEL_ARRAY_GIVES_RGB = False
+
 from ..errors import InputError
 from ..imageio import Geometry
 from .scan import Series
@@ -224,13 +233,13 @@ def read_pixels(header) -> np.ndarray:
     pixels = dataset.pixel_array
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
-        from pydicom.pixels import apply_color_lut
-
         rgb = apply_color_lut(pixels, dataset)
         if rgb.dtype != np.uint8:
             rgb = (rgb.astype(np.uint32) >> 8).astype(np.uint8)
         return rgb
     if pixels.ndim == 3:
+        if photometric.startswith("YBR") and not _PIXEL_ARRAY_GIVES_RGB:
+            pixels = convert_color_space(pixels, photometric, "RGB")
         return pixels.astype(np.uint8)
     slope = float(dataset.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(dataset.get("RescaleIntercept", 0.0) or 0.0)

@@ -90,7 +90,7 @@ class DeconvolutionBias:
         tmax_s = np.arange(0.0, latest + step, step)
         table = np.stack([
             _solve_on_grid(ratio, height, lag, captured, np.exp(log_ratio), tmax_s)
-            for ratio, (height, lag) in zip(ratios, readings, strict=True)
+            for ratio, (height, lag) in zip(ratios, readings)  # one ratio per reading, by construction
         ])
         return cls(log_ratio, tmax_s, table)
 
