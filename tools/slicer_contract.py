@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import re
 import sys
 import time
@@ -118,6 +119,7 @@ def main(argv=None) -> int:
     if loaded is None:
         return 1
     import slicer
+    from SampleData import SampleDataLogic
 
     state = {}
 
@@ -228,6 +230,48 @@ def main(argv=None) -> int:
         assert logic.ensureDependencies("threshold") is True
         return "slicer.packaging.pip_ensure" if hasattr(slicer, "packaging") else "importlib fallback (no slicer.packaging)"
 
+    def ctp_sample_and_maps():
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "skipped: the CTP sample is simulated with PyTorch"
+        module, widget = state["module"], state["widget"]
+        source_ = SampleDataLogic().sourceForSampleName(module.CTP_SAMPLE_NAME)
+        nodes = source_.customDownloader(source_)
+        ctp = next(node for node in nodes if node.IsA("vtkMRMLSequenceNode"))
+        assert ctp in widget.ui.ctpSelector.nodes(), "the 4D CTP selector does not list the sequence"
+        widget._parameterNode.ctpNode = ctp
+        assert widget.ui.ctpSelector.currentNode() is ctp and widget.ui.computeMapsButton.enabled
+        widget.ui.computeMapsButton.click()
+        assert widget.ui.statusLabel.text.startswith("Perfusion maps computed"), widget.ui.statusLabel.text
+        assert "CTP" in widget._parameterNode.cbfVolume.GetName()
+        return widget.ui.statusLabel.text
+
+    def scene_close():
+        widget = state["widget"]
+        slicer.mrmlScene.Clear()  # emits StartClose/EndClose as File > Close Scene does
+        slicer.app.processEvents()
+        parameters = widget._parameterNode
+        assert parameters is not None, "no parameter node after closing the scene"
+        assert parameters.parameterNode.GetScene() is slicer.mrmlScene
+        assert not widget.ui.applyButton.enabled and widget.ui.cbfSelector.currentNode() is None
+        loaded = state["sample"].customDownloader(state["sample"])
+        slicer.app.processEvents()  # auto-fill runs on the next event loop turn
+        assert widget.ui.cbfSelector.currentNode() in loaded, "the new study did not fill the panel"
+        return "panel reconnected to the new parameter node and re-filled"
+
+    def catalog_entry():
+        entry = json.loads((ROOT / "Resources" / "ExtensionsIndex" / "StrokePerfusionSeg.json").read_text())
+        schema_file = source / "Schemas" / Path(entry["$schema"].split("#")[0]).name
+        schema = json.loads(schema_file.read_text())
+        assert set(schema["required"]) <= set(entry), f"missing {set(schema['required']) - set(entry)}"
+        assert set(entry) <= set(schema["properties"]), f"unknown {set(entry) - set(schema['properties'])}"
+        kinds = {"string": str, "array": list, "boolean": bool, "integer": int}
+        for key, value in entry.items():
+            assert isinstance(value, kinds[schema["properties"][key]["type"]]), key
+        assert "PyTorch" in entry["build_dependencies"]
+        return f"valid against {schema_file.name}"
+
     def self_test():
         slicer.selfTests["StrokePerfusionSeg"]()
 
@@ -240,7 +284,10 @@ def main(argv=None) -> int:
         ("panel: required inputs follow the method", required_inputs),
         ("panel: Apply with thresholding", apply_threshold),
         ("Logic with the default model", logic_model),
+        ("panel: CTP sample, Compute perfusion maps", ctp_sample_and_maps),
+        ("panel: scene closed and a new study loaded", scene_close),
         ("dependencies present", dependencies),
+        ("Extensions Index entry", catalog_entry),
     ):
         steps.run(name, function)
     if not args.skip_self_test:

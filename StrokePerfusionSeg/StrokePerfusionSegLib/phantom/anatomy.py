@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from ..imageio import Geometry
@@ -137,6 +136,8 @@ def _elastic_field(pose: HeadPose, config: PhantomConfig, coarse_shape: tuple[in
     noise = np.random.default_rng(pose.elastic_seed).standard_normal((3, nodes_z, nodes_xy, nodes_xy))
     noise = ndimage.gaussian_filter(noise, sigma=(0, 1, 1, 1), mode="nearest")
     noise *= pose.elastic_mm / max(float(noise.std()), 1e-6)
+    import torch  # here, not at import: the phantom package loads without PyTorch (the Slicer sample)
+
     field = torch.nn.functional.interpolate(
         torch.from_numpy(noise.astype(np.float32))[None], size=coarse_shape, mode="trilinear", align_corners=True
     )
@@ -157,6 +158,8 @@ def upsample(fields: np.ndarray, size: int) -> np.ndarray:
     fields = np.asarray(fields, dtype=np.float32)
     if fields.shape[-1] == size:
         return fields
+    import torch
+
     full = torch.nn.functional.interpolate(
         torch.from_numpy(fields).permute(1, 0, 2, 3), size=(size, size), mode="bilinear", align_corners=True
     )
@@ -221,6 +224,8 @@ def sinus_fraction(ras_points: np.ndarray, depth_mm: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _template_fields() -> tuple[torch.Tensor, np.ndarray]:
     """Channels :data:`_CHANNELS` on the template grid, (1, C, k, j, i), and its RAS->index map."""
+    import torch
+
     template = load_template()
     inside = template.intracranial
     spacing = template.spacing_mm
@@ -246,6 +251,8 @@ def build_anatomy(config: PhantomConfig, pose: HeadPose) -> Anatomy:
     index += ras_to_index[:3, 3].astype(np.float32)[:, None, None, None]
     sizes = fields.shape[2:][::-1]  # (i, j, k) extents
     normalised = np.stack([2.0 * index[a] / (sizes[a] - 1) - 1.0 for a in range(3)], axis=-1)
+    import torch
+
     sampled = torch.nn.functional.grid_sample(
         fields, torch.from_numpy(normalised.astype(np.float32))[None], mode="bilinear",
         padding_mode="border", align_corners=True,

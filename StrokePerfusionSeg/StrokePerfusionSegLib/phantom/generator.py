@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import __version__, imageio, labels, tracer
 from ..atomic import staged_folder
@@ -256,6 +255,8 @@ def _assemble(ctp, table, index, cbf, baseline, vessel_fractions, vessel_curves)
     Vessels (a few % of voxels) are added sparsely. torch's gathers use both cores and need
     no (T, z, y, x) temporaries.
     """
+    import torch  # here, not at import: the phantom package loads without PyTorch (the Slicer sample)
+
     frames = torch.from_numpy(ctp).view(ctp.shape[0], -1)
     table_t = torch.from_numpy(table)
     index_t = torch.from_numpy(index.ravel().astype(np.int64))
@@ -276,6 +277,8 @@ def add_noise(ctp: np.ndarray, sd_hu: float, seed: int) -> None:
     """Add white Gaussian quantum noise of ``sd_hu`` to every voxel of every frame, in place."""
     if sd_hu <= 0:
         return
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     noise = torch.empty(ctp.shape[1:], dtype=torch.float32)
     for frame in ctp:

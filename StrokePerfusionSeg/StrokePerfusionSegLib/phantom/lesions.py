@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy.special import expit
 
 from .anatomy import Anatomy, upsample
@@ -79,6 +78,8 @@ def smooth_fields(anatomy: Anatomy, rng: np.random.Generator, channels: int) -> 
     """
     counts = [int((high - low) / _FIELD_NODE_MM) + 1 for low, high in _FIELD_BOX]
     noise = rng.standard_normal((channels, counts[2], counts[1], counts[0])).astype(np.float32)
+    import torch  # here, not at import: the phantom package loads without PyTorch (the Slicer sample)
+
     noise = torch.nn.functional.avg_pool3d(torch.from_numpy(noise)[None], 3, stride=1, padding=1,
                                            count_include_pad=False)
     noise = noise / noise.flatten(2).std(dim=2)[..., None, None, None]
