@@ -102,6 +102,66 @@ def load_slicer(source: Path) -> list[str]:
     return loaded
 
 
+#: Files whose Slicer API calls are checked against the version's headers.
+CALLERS = (
+    MODULE_DIR / "StrokePerfusionSeg.py",
+    MODULE_DIR / "StrokePerfusionSegLib" / "mrml_glue.py",
+    MODULE_DIR / "StrokePerfusionSegLib" / "batch.py",
+    MODULE_DIR / "Resources" / "Scripts" / "batch_segment.py",
+)
+
+
+def slicer_methods_called() -> set[str]:
+    """CamelCase attributes the module's files use that a Slicer C++ class of slicer-core defines.
+
+    VTK's own methods are left out (defined on VTK classes, not Slicer's): only Slicer API is
+    expected in Slicer's headers.
+    """
+    import ast
+
+    import slicer
+
+    used = set()
+    for path in CALLERS:
+        if path.is_file():
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and re.fullmatch(r"[A-Z][A-Za-z0-9]+", node.attr):
+                    used.add(node.attr)
+    slicer_classes = [
+        cls for name in dir(slicer) if name.startswith("vtk")
+        for cls in [getattr(slicer, name)] if isinstance(cls, type) and cls.__module__.startswith("slicer_core")
+    ]
+    return {name for name in used if any(name in vars(cls) for cls in slicer_classes)}
+
+
+#: What ``vtkTypeMacro`` gives every class.
+VTK_TYPE_MACRO = {"IsA", "IsTypeOf", "SafeDownCast", "NewInstance", "GetClassName"}
+
+
+def _declarations(name: str) -> list[str]:
+    """Spellings that declare ``name`` in a header: itself, or a VTK Set/Get/Boolean macro of its stem."""
+    spellings = [rf"\b{name}\b"]
+    for prefix in ("Get", "Set"):
+        if name.startswith(prefix):
+            spellings.append(rf"vtk{prefix}\w*Macro\(\s*{name[len(prefix):]}\b")
+    for suffix in ("On", "Off"):
+        if name.endswith(suffix):
+            spellings.append(rf"vtkBooleanMacro\(\s*{name[:-len(suffix)]}\b")
+    return spellings
+
+
+def undeclared(source: Path, names: set[str]) -> set[str]:
+    """``names`` that no C++ header of the Slicer checkout declares."""
+    remaining = set(names) - VTK_TYPE_MACRO
+    patterns = {name: re.compile("|".join(_declarations(name))) for name in remaining}
+    for header in source.glob("**/*.h"):
+        text = header.read_text(errors="replace")
+        remaining -= {name for name in remaining if patterns[name].search(text)}
+        if not remaining:
+            break
+    return remaining
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slicer-source", type=Path, required=True,
@@ -272,6 +332,14 @@ def main(argv=None) -> int:
         assert "PyTorch" in entry["build_dependencies"]
         return f"valid against {schema_file.name}"
 
+    def api_declared():
+        if not (source / "Libs" / "MRML").is_dir():
+            return "skipped: the checkout has no Libs/ (C++ headers)"
+        names = slicer_methods_called()
+        missing = undeclared(source, names)
+        assert not missing, f"not in Slicer {major}.{minor}: {sorted(missing)}"
+        return f"{len(names)} MRML/segmentation methods declared in this version's headers"
+
     def self_test():
         slicer.selfTests["StrokePerfusionSeg"]()
 
@@ -288,6 +356,7 @@ def main(argv=None) -> int:
         ("panel: scene closed and a new study loaded", scene_close),
         ("dependencies present", dependencies),
         ("Extensions Index entry", catalog_entry),
+        ("Slicer C++ API the module calls exists", api_declared),
     ):
         steps.run(name, function)
     if not args.skip_self_test:
