@@ -4,8 +4,8 @@
 
 Loads Slicer's real pure-Python modules from a source checkout of Slicer (``slicer.util``,
 ``slicer.i18n``, ``slicer.parameterNodeWrapper`` with its GUI connectors,
-``slicer.ScriptedLoadableModule``, ``slicer.packaging`` where the version has it, and the
-``SampleData`` module) onto the MRML of the ``slicer-core`` wheel, with the Qt/CTK stand-ins
+``slicer.ScriptedLoadableModule``, ``slicer.packaging`` where the version has it,
+``slicer.testing`` and the ``SampleData`` module) onto the MRML of the ``slicer-core`` wheel, with the Qt/CTK stand-ins
 of ``tools/slicer_standins.py``. Then it does what Slicer does with the module: imports it,
 instantiates the module class, emits ``startupCompleted``, builds the panel from the ``.ui``
 and connects the parameter node through ``connectGui``, loads the sample as the SampleData
@@ -86,7 +86,7 @@ def load_slicer(source: Path) -> list[str]:
     slicer.mrmlScene = slicer.vtkMRMLScene()
     python_dir = source / "Base" / "Python" / "slicer"
     loaded = []
-    for name in ("i18n", "util", "parameterNodeWrapper", "ScriptedLoadableModule", "packaging"):
+    for name in ("i18n", "util", "parameterNodeWrapper", "ScriptedLoadableModule", "packaging", "testing"):
         path = python_dir / name if (python_dir / name).is_dir() else python_dir / f"{name}.py"
         if path.exists():
             _load(f"slicer.{name}", path)
@@ -105,8 +105,8 @@ def load_slicer(source: Path) -> list[str]:
 #: Files whose Slicer API calls are checked against the version's headers.
 CALLERS = (
     MODULE_DIR / "StrokePerfusionSeg.py",
-    MODULE_DIR / "StrokePerfusionSegLib" / "mrml_glue.py",
-    MODULE_DIR / "StrokePerfusionSegLib" / "batch.py",
+    *sorted((MODULE_DIR / "StrokePerfusionSegLib" / "mrml").glob("*.py")),
+    MODULE_DIR / "StrokePerfusionSegLib" / "terminology.py",
     MODULE_DIR / "Resources" / "Scripts" / "batch_segment.py",
 )
 
@@ -341,7 +341,8 @@ def main(argv=None) -> int:
         return f"{len(names)} MRML/segmentation methods declared in this version's headers"
 
     def self_test():
-        slicer.selfTests["StrokePerfusionSeg"]()
+        slicer.selfTests["StrokePerfusionSeg"]()  # what "Reload and Test" calls
+        slicer.testing.runUnitTest([str(MODULE_DIR)], "StrokePerfusionSeg")  # what the ctest runs
 
     for name, function in (
         ("import the module file", import_module),

@@ -41,7 +41,8 @@ def lesion_segments(labels: np.ndarray, geometry: Geometry) -> dict:
         segment.SetName(spec.name)
         segment.SetColor(*spec.color)
         segment.SetLabelValue(spec.label)
-        segment.SetTerminology(terminology_entry(spec))
+        # The tag SetTerminology() writes; that method only exists from Slicer 5.10.
+        segment.SetTag(vtkSegment.GetTerminologyEntryTagName(), terminology_entry(spec))
         segment.AddRepresentation(representation, image)
         segments[spec.segment_id] = segment
     return segments
