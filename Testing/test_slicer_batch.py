@@ -119,3 +119,25 @@ def test_bad_usage_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli_main(["segment", "--batch", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
     assert "holds no studies" in capsys.readouterr().err
+
+
+def test_model_without_pytorch_exits_2_naming_the_install(tmp_path):
+    """Slicer without PyTorch: a model is bad usage (exit 2) with the way to install it, not a traceback."""
+    blocker = (
+        "import runpy, sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    case = SCRIPT.parents[1] / "SampleData" / "phantom-lvo"  # the module's sample study
+    completed = subprocess.run(
+        [sys.executable, "-c", blocker, str(SCRIPT), "--", "--batch", str(case), "--out", str(tmp_path / "out"),
+         "--method", "dl", "--model", "sf-pmsn-small", "--format", "nifti"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "PyTorch extension" in completed.stderr and "Traceback" not in completed.stderr

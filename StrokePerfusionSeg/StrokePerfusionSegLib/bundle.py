@@ -32,6 +32,7 @@ from .bundleformat import (
     sha256_file,
     validate_bundle,
 )
+from .errors import InputError
 from .labels import CLASS_NAMES
 from .registry import resolve_model
 
@@ -168,9 +169,16 @@ def load_bundle(
 
     ``path_or_id`` is resolved with :func:`registry.resolve_model` (which takes
     ``cache_dir``, ``offline_dir`` and ``allow_download``); the bundle is then validated
-    (:func:`bundleformat.validate_bundle`, sha256 included) before any tensor is read.
+    (:func:`bundleformat.validate_bundle`, sha256 included) before any tensor is read. Without
+    PyTorch it is an :class:`InputError` saying how to install it (thresholding needs none).
     """
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise InputError(
+            "segmentation models need PyTorch, which is not installed: in 3D Slicer install it with the "
+            "PyTorch extension (PyTorch Utils module), elsewhere `pip install torch`; or use the method 'threshold'"
+        ) from None
     from safetensors.torch import load_file
 
     from .networks import build_model
