@@ -157,12 +157,37 @@ def test_cmake_lists_every_resource_and_script():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
     assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest" in text
     for resource in re.findall(r"^\s+(Resources/\S+)$", text, flags=re.MULTILINE):
-        path = MODULE_DIR / resource.replace("${MODULE_NAME}", "StrokePerfusionSeg")
-        assert path.is_file(), f"CMakeLists.txt lists missing {resource}"
+        pattern = resource.replace("${MODULE_NAME}", "StrokePerfusionSeg")
+        assert any(path.is_file() for path in MODULE_DIR.glob(pattern)), f"CMakeLists.txt lists missing {resource}"
     top = (ROOT / "CMakeLists.txt").read_text()
     assert re.search(r'EXTENSION_CATEGORY "Segmentation"', top)
     assert re.search(r'EXTENSION_DEPENDS "PyTorch"', top)
     assert "add_subdirectory(StrokePerfusionSeg)" in top
+
+
+def test_extensions_index_entry():
+    """The entry to submit to Slicer's Extensions Index (catalog-entry schema v1.0.1)."""
+    import json
+
+    entry = json.loads((ROOT / "Resources" / "ExtensionsIndex" / "StrokePerfusionSeg.json").read_text())
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "build_subdirectory", "enabled", "tier"}
+    assert {"$schema", "category", "scm_url"} <= set(entry) <= allowed
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert "PyTorch" in entry["build_dependencies"]
+    top = (ROOT / "CMakeLists.txt").read_text()
+    assert f'EXTENSION_CATEGORY "{entry["category"]}"' in top
+    assert f'EXTENSION_HOMEPAGE "{entry["scm_url"]}"' in top
+
+
+def test_sample_study_loads_as_the_module_loads_it():
+    """The shipped sample: the five panel inputs on one grid, NIHSS and units recorded."""
+    from StrokePerfusionSegLib.casefolder import load_case
+
+    case = load_case(MODULE_DIR / "Resources" / "SampleData" / "phantom-lvo", with_label=False)
+    assert set(case.maps) == {"cbf", "cbv", "ttp", "tmax", "mip"}
+    assert case.nihss == 22 and case.ctp is None
+    assert all(array.shape == case.shape for array in case.maps.values())
 
 
 @pytest.mark.parametrize("path", [ROOT / "StrokePerfusionSeg.png", MODULE_DIR / "Resources" / "Icons" / "StrokePerfusionSeg.png"])
