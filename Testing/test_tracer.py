@@ -87,7 +87,7 @@ def test_residue_peak_matches_the_closed_form_for_exponentials():
         lambda: tracer.tissue_curves(AIF, T_S, [50.0], [np.nan], [0.0], [0.0]),
         lambda: tracer.tissue_curves(AIF, T_S[::-1], [50.0], [3.0], [0.0], [0.0]),
         lambda: tracer.tissue_curves(AIF, T_S, [50.0, 40.0], [3.0, 2.0, 1.0], 0.0, 0.0),
-        lambda: tracer.tissue_curves(AIF, T_S, [50.0], [3.0], [0.0], [0.0], kind="gamma"),
+        lambda: tracer.tissue_curves(AIF, T_S, [50.0], [3.0], [0.0], [0.0], kind="weibull"),
         lambda: tracer.residue_function(T_S, 0.0),
         lambda: tracer.gamma_variate(T_S, t0_s=0.0, alpha=0.0, beta_s=1.0, peak=1.0),
     ],

@@ -20,6 +20,8 @@ gives both effects so a phantom can store the values a deconvolution should find
 from __future__ import annotations
 
 import numpy as np
+from scipy.signal import fftconvolve
+from scipy.special import erfc, gammaincc
 
 
 #: Ratio of small-vessel to large-vessel haematocrit factors ((1 - Hct_small) / (1 - Hct_large)).
@@ -28,7 +30,10 @@ KH = 0.73
 RHO = 1.04
 
 #: Residue function shapes understood by :func:`residue_function` and :func:`tissue_curves`.
-RESIDUE_KINDS = ("exponential", "box", "linear")
+RESIDUE_KINDS = ("exponential", "box", "linear", "gamma", "lognormal")
+#: Shape parameter of the kinds that take one when none is given: gamma ``lambda`` (1 is the
+#: exponential, large values approach the box) and the lognormal's SD of ``log t``.
+DEFAULT_SHAPE = {"gamma": 5.0, "lognormal": 0.5}
 
 # Step of the internal fine time grid of the forward model, as a fraction of the sampling
 # interval, and its upper bound in s; 0.05 s keeps the model error far below 1 %.
@@ -78,11 +83,12 @@ def gamma_variate(
 
 
 def residue_function(
-    t_s: np.ndarray, mtt_s: float | np.ndarray, kind: str = "exponential"
+    t_s: np.ndarray, mtt_s: float | np.ndarray, kind: str = "exponential", shape: float | None = None
 ) -> np.ndarray:
     """Residue function ``R(t)``: fraction of tracer still in the tissue ``t`` s after a unit input.
 
-    ``R(0) = 1``, ``R = 0`` before 0 and ``integral R dt = MTT``.
+    ``R(0) = 1``, ``R = 0`` before 0 and ``integral R dt = MTT``; ``R = 1 - H`` where ``H`` is
+    the cumulative transit-time distribution of mean MTT.
 
     Parameters
     ----------
@@ -90,9 +96,13 @@ def residue_function(
         Times in s.
     mtt_s : float or ndarray
         Mean transit time in s (> 0); broadcast against ``t_s``.
-    kind : {"exponential", "box", "linear"}
-        ``exp(-t/MTT)`` (well-mixed compartment), ``1`` until MTT (plug flow), or a straight
-        line from 1 to 0 at ``2 * MTT``.
+    kind : {"exponential", "box", "linear", "gamma", "lognormal"}
+        ``exp(-t/MTT)`` (well-mixed compartment), ``1`` until MTT (plug flow), a straight line
+        from 1 to 0 at ``2 * MTT``, a gamma transit-time distribution of shape ``lambda``
+        (Mouridsen et al. 2006: 1 is the exponential, 100 nearly a box) or a lognormal one
+        whose ``log t`` has SD ``shape``.
+    shape : float, optional
+        The gamma's ``lambda`` or the lognormal's SD (> 0); :data:`DEFAULT_SHAPE` when None.
 
     Returns
     -------
@@ -102,19 +112,37 @@ def residue_function(
     mtt = np.asarray(mtt_s, dtype=np.float64)
     if np.any(mtt <= 0):
         raise ValueError("mean transit time must be positive (s)")
+    shape = _shape(kind, shape)
+    positive = np.clip(t, 0.0, None)
     if kind == "exponential":
-        r = np.exp(-np.clip(t, 0.0, None) / mtt)
+        r = np.exp(-positive / mtt)
     elif kind == "box":
         r = (t < mtt).astype(np.float64)
     elif kind == "linear":
         r = np.clip(1.0 - t / (2.0 * mtt), 0.0, None)
-    else:
-        raise ValueError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
+    elif kind == "gamma":
+        r = gammaincc(shape, shape * positive / mtt)
+    else:  # lognormal of mean MTT: log t ~ N(log MTT - shape^2 / 2, shape^2)
+        with np.errstate(divide="ignore"):
+            z = (np.log(positive) - np.log(mtt) + 0.5 * shape**2) / (shape * np.sqrt(2.0))
+        r = 0.5 * erfc(z)
     return np.where(t >= 0, r, 0.0)
 
 
+def _shape(kind: str, shape: float | None) -> float | None:
+    """Validated shape parameter of ``kind`` (None for the kinds without one)."""
+    if kind not in RESIDUE_KINDS:
+        raise ValueError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
+    if kind not in DEFAULT_SHAPE:
+        return None
+    shape = DEFAULT_SHAPE[kind] if shape is None else float(shape)
+    if not (np.isfinite(shape) and shape > 0):
+        raise ValueError(f"the {kind} residue needs a positive shape parameter, got {shape}")
+    return shape
+
+
 def residue_peak(
-    mtt_s: np.ndarray, dispersion_s: np.ndarray, kind: str = "exponential"
+    mtt_s: np.ndarray, dispersion_s: np.ndarray, kind: str = "exponential", shape: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where and how high the dispersed residue ``h_disp * R`` peaks.
 
@@ -126,7 +154,8 @@ def residue_peak(
     ----------
     mtt_s, dispersion_s : ndarray
         Mean transit time (> 0) and dispersion time constant (>= 0), in s; broadcast together.
-    kind : {"exponential", "box", "linear"}
+    kind, shape
+        Residue function, see :func:`residue_function`.
 
     Returns
     -------
@@ -145,7 +174,7 @@ def residue_peak(
         step = min(m, d) / 200.0
         grid = np.arange(0.0, 6.0 * (m + d), step)
         kernel = np.exp(-grid / d) / d
-        residue = residue_function(grid, m, kind)
+        residue = residue_function(grid, m, kind, shape)
         # Trapezoid rule: the rectangle sum less half of each end point.
         curve = (np.convolve(kernel, residue)[: grid.size] - 0.5 * (kernel[0] * residue + residue[0] * kernel)) * step
         best = int(np.argmax(curve))
@@ -200,6 +229,7 @@ def _unit_flow_curves(
     delay_s: np.ndarray,
     dispersion_s: np.ndarray,
     kind: str | None,
+    shape: float | None = None,
 ) -> np.ndarray:
     """``(C_art * h_disp * R)(t - delay)`` for ``n`` voxels at times ``t_s``; returns (n, T).
 
@@ -211,6 +241,13 @@ def _unit_flow_curves(
         fine = dispersed
     elif kind == "exponential":
         fine = mtt_s[:, None] * _first_order_lowpass(dispersed, mtt_s, step_s)
+    elif kind in ("gamma", "lognormal"):
+        # Smooth residues: midpoint rule, the curve linear between grid points and R taken
+        # half a step into each interval (second order in the step).
+        middle = 0.5 * (dispersed[:, 1:] + dispersed[:, :-1])
+        residue = residue_function(step_s * (np.arange(middle.shape[1]) + 0.5), mtt_s[:, None], kind, shape)
+        fine = np.zeros_like(dispersed)
+        fine[:, 1:] = fftconvolve(middle, residue, axes=1)[:, : middle.shape[1]] * step_s
     else:
         # Box and linear residues from running integrals: I1 = int C, I2 = int I1.
         integral = np.concatenate(
@@ -231,7 +268,7 @@ def _unit_flow_curves(
     return _sample(fine, start_s, step_s, t_s[None, :] - delay_s[:, None])
 
 
-def _simulate(aif, t_s, mtt_s, delay_s, dispersion_s, kind) -> np.ndarray:
+def _simulate(aif, t_s, mtt_s, delay_s, dispersion_s, kind, shape=None) -> np.ndarray:
     """Validated inputs (N,) -> curves (N, T) of :func:`_unit_flow_curves` on a fine grid."""
     step = min(_FINE_STEP_MAX_S, _FINE_STEP_FRACTION * float(np.min(np.diff(t_s))))
     steps = int(np.ceil((t_s[-1] - t_s[0]) / step))
@@ -243,7 +280,7 @@ def _simulate(aif, t_s, mtt_s, delay_s, dispersion_s, kind) -> np.ndarray:
     for begin in range(0, len(rows), _CHUNK):
         block = rows[begin : begin + _CHUNK]
         unit[begin : begin + _CHUNK] = _unit_flow_curves(
-            aif_fine, step, t_s[0], t_s, block[:, 0], block[:, 1], block[:, 2], kind
+            aif_fine, step, t_s[0], t_s, block[:, 0], block[:, 1], block[:, 2], kind, shape
         )
     return unit[inverse.ravel()]
 
@@ -294,6 +331,7 @@ def tissue_curves(
     dispersion_s: np.ndarray,
     *,
     kind: str = "exponential",
+    shape: float | None = None,
 ) -> np.ndarray:
     """Tissue concentration curves for an arterial input and per-voxel perfusion parameters.
 
@@ -317,22 +355,21 @@ def tissue_curves(
         Arrival delay after the arterial input in s (>= 0).
     dispersion_s : (N,) ndarray
         Time constant of the exponential dispersion kernel in s (>= 0; 0 = none).
-    kind : {"exponential", "box", "linear"}
-        Residue function shape, see :func:`residue_function`.
+    kind, shape
+        Residue function (transit-time distribution), see :func:`residue_function`.
 
     Returns
     -------
     (T, N) ndarray of float64
         Concentration in the units of ``aif`` (HU above baseline).
     """
-    if kind not in RESIDUE_KINDS:
-        raise ValueError(f"unknown residue kind '{kind}': use one of {', '.join(RESIDUE_KINDS)}")
+    shape = _shape(kind, shape)
     aif, t_s, p = _validated(aif, t_s, cbf=cbf, cbv=cbv, delay_s=delay_s, dispersion_s=dispersion_s)
     cbf, cbv = p["cbf"], p["cbv"]
     curves = np.zeros((t_s.size, cbf.size))
     perfused = (cbf > 0) & (cbv > 0)
     if perfused.any():
         mtt = 60.0 * cbv[perfused] / cbf[perfused]
-        unit = _simulate(aif, t_s, mtt, p["delay_s"][perfused], p["dispersion_s"][perfused], kind)
+        unit = _simulate(aif, t_s, mtt, p["delay_s"][perfused], p["dispersion_s"][perfused], kind, shape)
         curves[:, perfused] = (unit * flow_per_second(cbf[perfused])[:, None]).T
     return curves
