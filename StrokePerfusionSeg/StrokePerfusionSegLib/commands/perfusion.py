@@ -26,7 +26,13 @@ def register(subparsers) -> None:
         "--dt", type=float, metavar="S", help="frame interval in s (default: the file's 4th spacing)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="new folder for the maps (must not exist)")
-    parser.add_argument("--method", choices=("bcsvd", "osvd"), default="bcsvd", help="deconvolution (default bcsvd)")
+    parser.add_argument(
+        "--method",
+        choices=("bcsvd", "osvd", "tikhonov", "model"),
+        default="bcsvd",
+        help="bcsvd (block-circulant SVD), osvd (oscillation-limited), tikhonov (GCV) or model (gamma-residue "
+        "model fit); default bcsvd. docs/perfusion.md compares them",
+    )
     parser.add_argument(
         "--aif-voxel", metavar="Z,Y,X", help="use this voxel (array indices) as the arterial input"
     )
@@ -42,6 +48,18 @@ def register(subparsers) -> None:
         action="store_true",
         help="report plain max(R), its time and the plain area-ratio CBV, without correcting the SVD truncation "
         "and the washout a short series misses",
+    )
+    parser.add_argument(
+        "--kh",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="small- to large-vessel haematocrit factor ratio (1 - Hct_small) / (1 - Hct_large) "
+        "(default 0.73; 1 leaves it out)",
+    )
+    parser.add_argument(
+        "--rho", type=float, default=None, metavar="G_PER_ML",
+        help="brain tissue density in g/ml (default 1.04; 1 gives flow and volume per ml of tissue)",
     )
     parser.set_defaults(handler=run)
 
@@ -90,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..perfusion import compute_perfusion_maps
     from ..perfusion.maps import DEFAULT_SMOOTHING_MM
+    from ..tracer import KH, RHO
 
     started = time.perf_counter()
     source = Path(args.ctp)
@@ -109,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     smoothing = DEFAULT_SMOOTHING_MM if args.smoothing_mm is None else args.smoothing_mm
     if smoothing < 0:
         raise InputError(f"--smoothing-mm must be 0 or more, got {smoothing:g}")
+    kh = KH if args.kh is None else args.kh
+    rho = RHO if args.rho is None else args.rho
     read_s = time.perf_counter() - started
 
     result = compute_perfusion_maps(
@@ -119,12 +140,16 @@ def run(args: argparse.Namespace) -> int:
         aif_voxel=_aif_voxel(args.aif_voxel),
         correct_bias=not args.no_bias_correction,
         smoothing_mm=smoothing,
+        kh=kh,
+        rho=rho,
     )
     provenance = {
         "ctp": str(source),
         "method": result.method,
         "smoothing_mm": smoothing,
         "bias_correction": not args.no_bias_correction,
+        "kh": kh,
+        "rho_g_per_ml": rho,
         "baseline_frames": result.bolus.baseline_frames,
         "aif_voxels_zyx": result.aif_voxels.tolist(),
         "aif_peak_hu": float(result.aif_curve.max()),

@@ -1,4 +1,4 @@
-"""Truncated-SVD deconvolution of tissue curves by the arterial input, block-circulant form.
+"""Regularised SVD deconvolution of tissue curves by the arterial input, block-circulant form.
 
 ``c = A r`` with ``A[i, j] = k[(i - j) mod L]`` over ``L = 2 t`` zero-padded frames (the
 block-circulant matrix of Wu et al. 2003), so a tissue curve that arrives later than the AIF is
@@ -15,6 +15,11 @@ deconvolving every brain voxel is one matrix product per chunk of voxels.
   residue function has an oscillation index below ``oscillation_limit`` (default 0.035),
   found by a vectorised bisection over the candidates (each step one matrix product per
   group of voxels); the largest candidate is the fallback.
+* Tikhonov: singular values filtered by ``s^2 / (s^2 + mu^2)`` instead of cut, with ``mu``
+  chosen per voxel among :data:`TIKHONOV_MU` (fractions of the largest singular value) by
+  generalised cross-validation (GCV: the residual norm over the squared effective degrees of
+  freedom left, ``|(I - A A_mu^+) c|^2 / (L - sum f)^2``), read off the SVD coefficients
+  ``U^T c`` of each curve without deconvolving it for every candidate.
 
 The residue functions come out multiplied by the flow, ``F * R(t)`` in 1/s.
 """
@@ -33,6 +38,8 @@ BCSVD_THRESHOLD = 0.1
 OSVD_OSCILLATION_LIMIT = 0.035
 #: oSVD candidate truncations, ascending (fractions of the largest singular value).
 OSVD_THRESHOLDS = (0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3)
+#: Tikhonov candidates ``mu``, ascending (fractions of the largest singular value).
+TIKHONOV_MU = tuple(float(mu) for mu in np.geomspace(0.01, 0.5, 12))
 
 
 def circulant_aif_matrix(aif: np.ndarray, dt_s: float) -> np.ndarray:
@@ -59,11 +66,15 @@ class CirculantDeconvolver:
     dt_s : float
         Frame interval in s.
     inverses : (k, L, L) ndarray of float32
-        Transposed pseudo-inverses, one per candidate truncation (k = 1 for bcSVD).
+        Transposed regularised inverses, one per candidate (k = 1 for bcSVD).
     thresholds : tuple of float
-        Truncation of each candidate, as a fraction of the largest singular value.
+        Truncation (SVD) or ``mu`` (Tikhonov) of each candidate, as a fraction of the largest
+        singular value.
     oscillation_limit : float or None
-        oSVD limit on the oscillation index; None for bcSVD.
+        oSVD limit on the oscillation index; None otherwise.
+    gcv : tuple of two ndarrays or None
+        Tikhonov only: ``U[:t]`` (t, L), the SVD coefficients of a zero-padded curve, and the
+        filter factors (k, L) of each candidate, for the GCV choice.
     """
 
     aif: np.ndarray
@@ -71,20 +82,22 @@ class CirculantDeconvolver:
     inverses: np.ndarray
     thresholds: tuple
     oscillation_limit: float | None = None
+    gcv: tuple | None = None
 
     @classmethod
-    def _build(cls, aif, dt_s, thresholds, oscillation_limit=None) -> "CirculantDeconvolver":
+    def _build(cls, aif, dt_s, thresholds, oscillation_limit=None, tikhonov=False) -> "CirculantDeconvolver":
         aif = np.asarray(aif, dtype=np.float64)
         if not np.all(np.isfinite(aif)) or np.max(np.abs(aif)) == 0:
             raise InputError("the arterial input curve is empty or not finite: choose another AIF voxel")
         u, s, vt = np.linalg.svd(circulant_aif_matrix(aif, dt_s))
-        inverses = []
-        for threshold in thresholds:
-            keep = s >= threshold * s[0]
-            inverse_s = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
-            # r = V diag(1/s) U^T c; stored transposed so that R = C @ inverse for rows of C.
-            inverses.append((u * inverse_s[None, :]) @ vt)
-        return cls(aif, float(dt_s), np.stack(inverses).astype(np.float32), tuple(thresholds), oscillation_limit)
+        if tikhonov:
+            filters = np.stack([s**2 / (s**2 + (mu * s[0]) ** 2) for mu in thresholds])
+        else:
+            filters = np.stack([(s >= threshold * s[0]).astype(np.float64) for threshold in thresholds])
+        # r = V diag(f/s) U^T c; stored transposed so that R = C @ inverse for rows of C.
+        inverses = np.stack([(u * (f / s)[None, :]) @ vt for f in filters]).astype(np.float32)
+        gcv = (u[: aif.size].astype(np.float32), filters) if tikhonov else None
+        return cls(aif, float(dt_s), inverses, tuple(thresholds), oscillation_limit, gcv)
 
     @classmethod
     def bcsvd(cls, aif: np.ndarray, dt_s: float, threshold: float = BCSVD_THRESHOLD):
@@ -102,6 +115,11 @@ class CirculantDeconvolver:
         """Oscillation-index-limited block-circulant SVD."""
         return cls._build(aif, dt_s, tuple(sorted(thresholds)), oscillation_limit)
 
+    @classmethod
+    def tikhonov(cls, aif: np.ndarray, dt_s: float, mu=TIKHONOV_MU):
+        """Tikhonov-filtered block-circulant SVD, ``mu`` chosen per voxel by GCV."""
+        return cls._build(aif, dt_s, tuple(sorted(mu)), tikhonov=True)
+
     def __call__(self, tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Deconvolve tissue concentration curves (n, t).
 
@@ -115,6 +133,8 @@ class CirculantDeconvolver:
         tissue = np.asarray(tissue, dtype=np.float32)
         # The zero padding of the tissue curves meets only the first t rows of each inverse.
         inverses = self.inverses[:, : tissue.shape[1], :]
+        if self.gcv is not None:
+            return self._by_gcv(tissue, inverses)
         last = len(self.thresholds) - 1
         choice = np.full(tissue.shape[0], last)
         chosen = tissue @ inverses[last]  # bcSVD's only one; oSVD's most regularised fallback
@@ -132,6 +152,19 @@ class CirculantDeconvolver:
                 chosen[voxels[calm]] = residue[calm]
                 choice[voxels[calm]] = k
                 low[voxels[~calm]] = k + 1
+        return chosen, choice
+
+    def _by_gcv(self, tissue, inverses):
+        """Residues of the candidate with the least GCV score per curve (see the module docstring)."""
+        projection, filters = self.gcv
+        coefficients = (tissue @ projection) ** 2  # (n, L): squared U^T c
+        left = filters.shape[1] - filters.sum(axis=1)  # degrees of freedom left, per candidate
+        scores = np.stack([coefficients @ (1.0 - f) ** 2 / d**2 for f, d in zip(filters, left)], axis=1)
+        choice = scores.argmin(axis=1)
+        chosen = np.empty((tissue.shape[0], inverses.shape[2]), np.float32)
+        for k in np.unique(choice):
+            voxels = np.flatnonzero(choice == k)
+            chosen[voxels] = tissue[voxels] @ inverses[k]
         return chosen, choice
 
 

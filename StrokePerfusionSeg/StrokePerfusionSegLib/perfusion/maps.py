@@ -2,9 +2,9 @@
 
 Steps: validate; MIP and brain mask; bolus and baseline on the mean brain curve; AIF
 (automatic or given) and its VOF partial-volume scale; optional in-plane smoothing and
-deconvolution of the brain voxels, slice by slice; the maps by the definitions of DESIGN.md
-section 5 (see :mod:`..tracer`), with the biases of the truncated SVD and of the series' end
-measured on the study's AIF and frames and removed (:mod:`.calibration`).
+deconvolution of the brain voxels, slice by slice, by :mod:`.curves` (the code path of
+:func:`~StrokePerfusionSegLib.perfusion.deconvolve_curves`), which gives the maps by the
+definitions of DESIGN.md section 5 (see :mod:`..tracer`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from ..errors import CancelledError, InputError
 from ..tracer import KH, RHO
 from .aif import GammaFit, automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
 from .bolus import Bolus, baseline_image, before_arterial_arrival, find_bolus
-from .calibration import DeconvolutionBias
-from .deconvolution import CirculantDeconvolver, peak_and_time
+from .curves import CORRECTABLE, build_estimator, check_options
 
 #: Fewest frames a series must have for baseline, bolus and deconvolution.
 MIN_FRAMES = 10
@@ -35,7 +34,6 @@ SMOOTHING_TRUNCATE = 2.0
 #: The CBF and CBV corrections extrapolate the washout the series missed: above this fraction
 #: of the brain's enhancement left at the last frame that is guesswork, and only Tmax is corrected.
 MAX_REMAINING_FOR_CORRECTION = 0.5
-METHODS = ("bcsvd", "osvd")
 
 
 @dataclass
@@ -79,7 +77,7 @@ class PerfusionResult:
     notes: list = field(default_factory=list)
 
 
-def _validate(ctp_hu, dt_s, spacing, method) -> None:
+def _validate(ctp_hu, dt_s, spacing, method, kh, rho) -> None:
     if ctp_hu.ndim != 4:
         raise InputError(
             f"CT perfusion must be a 4D series (t, z, y, x), got a {ctp_hu.ndim}D array of shape "
@@ -90,12 +88,9 @@ def _validate(ctp_hu, dt_s, spacing, method) -> None:
             f"the series has {ctp_hu.shape[0]} frames; perfusion analysis needs at least "
             f"{MIN_FRAMES}: give the whole dynamic acquisition"
         )
-    if dt_s is None or not np.isfinite(dt_s) or dt_s <= 0:
-        raise InputError(f"frame interval dt must be a positive number of seconds, got {dt_s}: pass --dt")
+    check_options(method, dt_s, kh, rho)
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise InputError(f"spacing must be three positive sizes in mm (z, y, x), got {spacing}")
-    if method not in METHODS:
-        raise InputError(f"unknown deconvolution method '{method}': use one of {', '.join(METHODS)}")
     # max and min propagate NaN, so two reductions check every value without a 4D mask.
     if np.issubdtype(ctp_hu.dtype, np.floating) and not (np.isfinite(ctp_hu.max()) and np.isfinite(ctp_hu.min())):
         raise InputError("the CT perfusion series holds NaN or infinite values: check the export")
@@ -105,18 +100,6 @@ def _mean_curve(ctp_hu: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean HU of ``mask`` in every frame, one frame at a time (no 4D copy)."""
     count = int(mask.sum())
     return np.array([frame.sum(where=mask, dtype=np.float64) / count for frame in ctp_hu])
-
-
-def _smooth_in_time(curves: np.ndarray) -> np.ndarray:
-    """Curves (n, t) filtered by ``[1, 2, 1]`` in time (ends doubled), to steady their peak time.
-
-    Left unnormalised (4 times the curve): only the peak's position is read from it.
-    """
-    smooth = 2.0 * curves
-    smooth[:, 1:-1] += curves[:, :-2]
-    smooth[:, 1:-1] += curves[:, 2:]
-    smooth[:, [0, -1]] *= 2.0
-    return smooth
 
 
 def smooth_in_plane(
@@ -143,6 +126,8 @@ def compute_perfusion_maps(
     brain_mask: np.ndarray | None = None,
     correct_bias: bool = True,
     smoothing_mm: float = DEFAULT_SMOOTHING_MM,
+    kh: float = KH,
+    rho: float = RHO,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> PerfusionResult:
@@ -156,37 +141,80 @@ def compute_perfusion_maps(
         Frame interval in s (non-integer values are honoured everywhere).
     spacing : (3,) tuple of float
         Voxel size in mm, ``(z, y, x)``.
-    method : {"bcsvd", "osvd"}
-        Block-circulant SVD with a fixed truncation (fast) or oscillation-limited (careful).
+    method : {"bcsvd", "osvd", "tikhonov", "model"}
+        Block-circulant SVD with a fixed truncation (fast), oscillation-limited SVD, Tikhonov
+        with GCV, or the model fit of :mod:`.modelfit` (see :data:`.curves.METHODS`).
     aif_voxel : (3,) index or (z, y, x) bool mask, optional
         Arterial voxel(s) to use instead of the automatic AIF.
     brain_mask : (z, y, x) bool, optional
         Voxels to analyse; by default :func:`~StrokePerfusionSegLib.brainmask.brain_mask_from_mip`.
     correct_bias : bool
-        Undo the truncation's CBF loss and Tmax lag and the CBV lost to the end of the series,
-        measured on this study's AIF and frames (:mod:`.calibration`); CBF and CBV are left
-        uncorrected, with a note, when the series ends long before the brain washes out. False
-        gives the plain ``max(R)``, its time and the plain area ratio.
+        SVD methods: undo the truncation's CBF loss and Tmax lag and the CBV lost to the end of
+        the series, measured on this study's AIF and frames for exponential residues
+        (:mod:`.calibration`); CBF and CBV are left uncorrected, with a note, when the series
+        ends long before the brain washes out. False gives the plain ``max(R)``, its time and
+        the plain area ratio. No effect on ``model``.
     smoothing_mm : float
         Gaussian sigma (mm) of the in-plane smoothing of the concentration inside the brain
         mask before deconvolution (normalised, so air and bone never leak in); 0 = none.
+    kh : float
+        Ratio of small- to large-vessel haematocrit factors (dimensionless; 1 = none).
+    rho : float
+        Brain tissue density in g/ml (1 = per ml of tissue).
     progress : callable(done, total), optional
-        Called after each chunk of deconvolved voxels.
+        Called after each slice's brain voxels are done.
     cancel : callable() -> bool, optional
-        Polled between chunks; True stops with :class:`~StrokePerfusionSegLib.errors.CancelledError`.
+        Polled between slices; True stops with :class:`~StrokePerfusionSegLib.errors.CancelledError`.
 
     Returns
     -------
     PerfusionResult
     """
     ctp_hu = np.asarray(ctp_hu)
-    _validate(ctp_hu, dt_s, spacing, method)
+    _validate(ctp_hu, dt_s, spacing, method, kh, rho)
     dt_s = float(dt_s)
     timings: dict = {}
     clock = time.perf_counter()
-    t_s = dt_s * np.arange(ctp_hu.shape[0])
-
     mip = ctp_hu.max(axis=0).astype(np.float32)
+    brain_mask = _brain_mask(mip, spacing, brain_mask)
+    bolus = find_bolus(_mean_curve(ctp_hu, brain_mask))
+    timings["mask_and_bolus_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    arterial = _arterial_input(ctp_hu, mip, bolus, dt_s, aif_voxel)
+    timings["aif_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    correct_flow = arterial.bolus.remaining_fraction <= MAX_REMAINING_FOR_CORRECTION
+    notes = list(arterial.notes)
+    if correct_bias and method in CORRECTABLE and not correct_flow:
+        notes.append(
+            f"the series ends before the brain washes out ({100 * arterial.bolus.remaining_fraction:.0f} % of the "
+            "enhancement left): CBF and CBV are the plain readings (Tmax is still corrected)"
+        )
+    estimate = build_estimator(
+        arterial.curve, dt_s, method, correct_bias=correct_bias, correct_flow=correct_flow, kh=kh, rho=rho
+    )
+    values = _analyse_slices(ctp_hu, arterial.baseline, brain_mask, spacing, smoothing_mm, estimate, progress, cancel)
+    timings["deconvolution_s"] = time.perf_counter() - clock
+    return PerfusionResult(
+        maps=dict(values, mip=mip),
+        brain_mask=brain_mask,
+        aif_curve=arterial.curve,
+        aif_voxels=arterial.voxels,
+        vof_scale=arterial.vof_scale,
+        dt_s=dt_s,
+        method=method,
+        bolus=arterial.bolus,
+        aif_fit=arterial.fit,
+        vof_voxels=arterial.vof_voxels,
+        timings=timings,
+        notes=notes,
+    )
+
+
+def _brain_mask(mip: np.ndarray, spacing, brain_mask: np.ndarray | None) -> np.ndarray:
+    """The given brain mask, checked, or one from the MIP."""
     if brain_mask is None:
         brain_mask = brain_mask_from_mip(mip, spacing)
     brain_mask = np.asarray(brain_mask, dtype=bool)
@@ -197,37 +225,45 @@ def compute_perfusion_maps(
         raise InputError(
             f"no brain tissue found (MIP between {low:g} and {high:g} HU): is the series in HU and of the head?"
         )
-    bolus = find_bolus(_mean_curve(ctp_hu, brain_mask))
-    baseline = baseline_image(ctp_hu, bolus)
-    timings["mask_and_bolus_s"] = time.perf_counter() - clock
+    return brain_mask
 
-    clock = time.perf_counter()
+
+@dataclass(frozen=True)
+class _ArterialInput:
+    curve: np.ndarray
+    baseline: np.ndarray
+    voxels: np.ndarray
+    bolus: Bolus
+    fit: GammaFit | None
+    vof_scale: float
+    vof_voxels: np.ndarray
+    notes: list
+
+
+def _arterial_input(ctp_hu, mip, bolus: Bolus, dt_s: float, aif_voxel) -> _ArterialInput:
+    """AIF (automatic or given), the baseline image (z, y, x) ending before it arrives, its fit and VOF scale."""
+    t_s = dt_s * np.arange(ctp_hu.shape[0])
+    baseline = baseline_image(ctp_hu, bolus)
     if aif_voxel is None:
-        aif_voxels, aif_curve = automatic_aif(ctp_hu, baseline, mip - baseline, t_s)
+        voxels, curve = automatic_aif(ctp_hu, baseline, mip - baseline, t_s)
     else:
-        aif_voxels, aif_curve = manual_aif(ctp_hu, baseline, aif_voxel)
-    bolus = before_arterial_arrival(bolus, aif_curve)
+        voxels, curve = manual_aif(ctp_hu, baseline, aif_voxel)
+    bolus = before_arterial_arrival(bolus, curve)
     baseline = baseline_image(ctp_hu, bolus)
-    aif_curve = concentration_curves(ctp_hu, baseline, aif_voxels).mean(axis=0)
-    aif_fit = fit_gamma_variate(aif_curve, t_s)
-    notes = [] if aif_fit else ["the AIF is not a clean bolus (gamma-variate fit failed): check its location"]
-    vof_scale, vof_voxels, vof_notes = venous_scale(ctp_hu, baseline, mip - baseline, t_s, aif_fit)
-    notes += vof_notes
-    aif_curve = aif_curve * vof_scale
-    timings["aif_s"] = time.perf_counter() - clock
+    curve = concentration_curves(ctp_hu, baseline, voxels).mean(axis=0)
+    fit = fit_gamma_variate(curve, t_s)
+    notes = [] if fit else ["the AIF is not a clean bolus (gamma-variate fit failed): check its location"]
+    vof_scale, vof_voxels, vof_notes = venous_scale(ctp_hu, baseline, mip - baseline, t_s, fit)
+    return _ArterialInput(curve * vof_scale, baseline, voxels, bolus, fit, vof_scale, vof_voxels, notes + vof_notes)
 
-    clock = time.perf_counter()
-    build = CirculantDeconvolver.bcsvd if method == "bcsvd" else CirculantDeconvolver.osvd
-    deconvolve = build(aif_curve, dt_s)
-    bias = DeconvolutionBias.measure(deconvolve) if correct_bias else None
-    correct_flow = bolus.remaining_fraction <= MAX_REMAINING_FOR_CORRECTION
-    if correct_bias and not correct_flow:
-        notes.append(
-            f"the series ends before the brain washes out ({100 * bolus.remaining_fraction:.0f} % of the "
-            "enhancement left): CBF and CBV are the plain readings (Tmax is still corrected)"
-        )
-    aif_area = float(aif_curve.sum() * dt_s)
-    values = {name: np.zeros(mip.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
+
+def _analyse_slices(ctp_hu, baseline, brain_mask, spacing, smoothing_mm, estimate, progress, cancel) -> dict:
+    """Maps (z, y, x) float32 of every brain voxel, slice by slice on every core.
+
+    Smoothing is in-plane and a slice bounds the working memory; numpy and scipy release the
+    GIL in the heavy loops, so threads run in parallel.
+    """
+    values = {name: np.zeros(brain_mask.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
 
     def analyse_slice(z: int) -> int:
         """Fill ``values`` on slice ``z``; returns the number of brain voxels done."""
@@ -242,25 +278,14 @@ def compute_perfusion_maps(
         concentration = ctp_hu[(slice(None), z) + box].astype(np.float32) - baseline[z][box][None]
         if smoothing_mm > 0:
             concentration = smooth_in_plane(concentration, inside, smoothing_mm, spacing[1:])
-        tissue = np.ascontiguousarray(concentration[:, inside].T)  # (voxels, t): curves in rows
-        residues, choice = deconvolve(tissue)
-        peak, tmax = peak_and_time(residues, dt_s, circular=True)
-        cbf = KH / RHO * np.clip(peak, 0.0, None) * 6000.0
-        cbv = KH / RHO * np.clip(tissue.sum(axis=1) * dt_s / aif_area, 0.0, None) * 100.0
-        if bias is not None:
-            cbf, cbv, mtt, tmax = bias.correct(cbf, cbv, tmax, choice, flow=correct_flow)
-        else:
-            mtt = 60.0 * cbv / np.where(cbf > 0, cbf, np.inf)
-        _, ttp = peak_and_time(_smooth_in_time(tissue), dt_s, circular=False)
-        for name, value in (("cbf", cbf), ("cbv", cbv), ("mtt", mtt), ("ttp", ttp), ("tmax", tmax)):
-            values[name][z][box][inside] = np.nan_to_num(value, nan=0.0, posinf=0.0, neginf=0.0)
+        maps = estimate(np.ascontiguousarray(concentration[:, inside].T))  # curves in rows
+        for name, value in maps.items():
+            values[name][z][box][inside] = value
         return int(inside.sum())
 
-    # Slice by slice (smoothing is in-plane; a slice bounds the working memory), on every core:
-    # numpy and scipy release the GIL in the heavy loops, so threads run in parallel.
     brain_count, done = int(brain_mask.sum()), 0
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        jobs = [pool.submit(analyse_slice, z) for z in range(mip.shape[0])]
+        jobs = [pool.submit(analyse_slice, z) for z in range(brain_mask.shape[0])]
         try:
             for job in jobs:
                 done += job.result()
@@ -270,19 +295,4 @@ def compute_perfusion_maps(
             for job in jobs:
                 job.cancel()
             raise
-    maps = dict(values, mip=mip)
-    timings["deconvolution_s"] = time.perf_counter() - clock
-    return PerfusionResult(
-        maps=maps,
-        brain_mask=brain_mask,
-        aif_curve=aif_curve,
-        aif_voxels=aif_voxels,
-        vof_scale=vof_scale,
-        dt_s=dt_s,
-        method=method,
-        bolus=bolus,
-        aif_fit=aif_fit,
-        vof_voxels=vof_voxels,
-        timings=timings,
-        notes=notes,
-    )
+    return values

@@ -38,7 +38,7 @@ class PhantomConfig:
         ``computed``: maps from the simulated CTP by
         :func:`StrokePerfusionSegLib.perfusion.compute_perfusion_maps`; ``truth``: the
         simulated tissue parameters themselves (faster; no perfusion analysis needed).
-    perfusion_method : {"bcsvd", "osvd"}
+    perfusion_method : {"bcsvd", "osvd", "tikhonov", "model"}
         Deconvolution used when ``maps == "computed"``.
     fov_mm : float
         In-plane field of view in mm.
