@@ -1,14 +1,19 @@
 """Model-based perfusion estimates: each tissue curve matched to a dictionary of model curves.
 
 The model is the indicator-dilution equation of :mod:`..tracer`,
-``C(t) = F * (aif * h_tau * R)(t - delay)``, with a gamma transit-time distribution of shape
-``lambda`` and mean MTT (Mouridsen et al. 2006; ``lambda`` 1 is the exponential residue,
-large ``lambda`` a box), arterial dispersion ``h_tau`` and a delay. As in the model-based
-estimators that were the most accurate in published comparisons on digital phantoms
-(Boutelier et al. 2012, Bayesian estimation over this gamma model), the residue shape is
-estimated, not assumed; here by the least-squares (flat-prior maximum a posteriori) choice
-over a grid of (lambda, MTT, tau, delay), each candidate's flow ``F`` in closed form:
-``F = <c, b> / <b, b>``, the best candidate the one with the largest ``<c, b>^2 / <b, b>``.
+``C(t) = F * (aif * R)(t - delay)``, with a transit-time distribution of mean MTT from several
+families: gamma of shape ``lambda`` (Mouridsen et al. 2006; 1 is the exponential residue, large
+``lambda`` a box) and lognormal. As in the model-based estimators that were the most accurate
+in published comparisons on digital phantoms (Boutelier et al. 2012, Bayesian estimation over
+the gamma model), the residue shape is estimated, not assumed; here by the least-squares
+(flat-prior maximum a posteriori) choice over a grid of (family, MTT, delay), each
+candidate's flow ``F`` in closed form: ``F = <c, b> / <b, b>``, the best candidate the one with
+the largest ``<c, b>^2 / <b, b>``.
+
+Arterial dispersion is not a parameter: an exponential dispersion kernel convolved with a short
+residue gives the same tissue curve as a longer residue without it, so the curve cannot tell
+them apart. Like SVD, the fit measures the effective (dispersed) residue: with dispersion CBF
+reads low and Tmax late.
 
 Vectorised in two passes, each one matrix product per group of voxels:
 
@@ -18,7 +23,7 @@ Vectorised in two passes, each one matrix product per group of voxels:
 
 The maps follow the definitions of DESIGN.md section 5 with the fitted parameters: CBF
 ``= kh/rho * 6000 * F``, CBV ``= kh/rho * 100 * F * MTT`` (the model extrapolates the washout a
-short series misses), MTT, and Tmax ``= delay +`` where the dispersed residue peaks.
+short series misses), MTT, and Tmax ``=`` the delay (every family's residue peaks at arrival).
 """
 
 from __future__ import annotations
@@ -26,28 +31,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from ..errors import InputError
-from ..tracer import flow_per_second, residue_function, tissue_curves
+from ..tracer import flow_per_second, tissue_curves
 
-#: Gamma shapes ``lambda`` of the transit-time distribution (1 = exponential, 50 = near box).
-SHAPES = (1.0, 2.5, 6.0, 50.0)
+#: Transit-time distributions (kind and shape of :func:`..tracer.residue_function`): gamma
+#: ``lambda`` 1 (exponential) to 50 (near box) and lognormal (SD of ``log t``).
+FAMILIES = (
+    ("gamma", 1.0), ("gamma", 2.0), ("gamma", 4.0), ("gamma", 10.0), ("gamma", 50.0),
+    ("lognormal", 0.5), ("lognormal", 1.0),
+)
 #: Mean transit times (s).
-MTT_S = tuple(float(m) for m in np.geomspace(1.0, 30.0, 15))
-#: Dispersion time constants of the arterial input (s).
-DISPERSION_S = (0.0, 2.0, 4.0)
-#: Coarse pass: shapes and MTTs (s, nearest of :data:`MTT_S`), undispersed, at whole-frame delays.
-COARSE_SHAPES = (1.0, 50.0)
+MTT_S = tuple(float(m) for m in np.geomspace(1.0, 30.0, 18))
+#: Coarse pass: families (indices into :data:`FAMILIES`) and MTTs (s, nearest of :data:`MTT_S`)
+#: at whole-frame delays.
+COARSE_FAMILIES = (0, 4)
 COARSE_MTT_S = (2.0, 4.0, 8.0, 16.0)
 #: Delays are multiples of the frame interval over this.
 SUBFRAMES = 4
 #: Fine pass: delays around the coarse arrival, in 1 / :data:`SUBFRAMES` of a frame.
-FINE_DELAY_STEPS = (-3, -2, -1, 0, 1, 2)
+FINE_DELAY_STEPS = (-4, -3, -2, -1, 0, 1, 2, 3, 4)
 #: Latest tissue arrival after the AIF that is searched (s); at most 60 % of the series.
 MAX_DELAY_S = 20.0
-# Step (s) of the grid on which the dispersed residues' peaks are found.
-_PEAK_STEP_S = 0.05
 # Voxels per matrix product (bounds the (voxels, candidates) work arrays).
 _CHUNK = 32768
 
@@ -64,10 +69,8 @@ class ModelFit:
         Frame interval in s.
     frames : int
         Frames of the series, ``t``.
-    shapes : (s, 3) ndarray
-        ``(lambda, MTT s, tau s)`` of each candidate.
-    peak_s : (s,) ndarray
-        Time (s) after arrival at which each candidate's dispersed residue peaks.
+    shapes : (s, 2) ndarray
+        ``(family index into FAMILIES, MTT s)`` of each candidate.
     fine_curves : (s, f) ndarray of float32
         Unit-flow model curve of each candidate arriving with the AIF, every
         ``dt / SUBFRAMES`` s from ``-lead`` s: a delay is a shift along this grid.
@@ -82,7 +85,6 @@ class ModelFit:
     dt_s: float
     frames: int
     shapes: np.ndarray
-    peak_s: np.ndarray
     fine_curves: np.ndarray
     lead: int
     coarse: np.ndarray
@@ -95,7 +97,7 @@ class ModelFit:
         if not np.all(np.isfinite(aif)) or np.max(np.abs(aif)) == 0:
             raise InputError("the arterial input curve is empty or not finite: choose another AIF voxel")
         dt_s = float(dt_s)
-        shapes = np.array([(s, m, d) for s in SHAPES for m in MTT_S for d in DISPERSION_S])
+        shapes = np.array([(f, m) for f in range(len(FAMILIES)) for m in MTT_S])
         lead = SUBFRAMES * (1 - min(FINE_DELAY_STEPS) // SUBFRAMES)  # one frame early, less the fine offsets
         step = dt_s / SUBFRAMES
         # The grid runs past the series' end by the lead, the AIF held at its last value there:
@@ -103,17 +105,17 @@ class ModelFit:
         grid = step * np.arange(SUBFRAMES * (aif.size - 1) + lead + 1)
         aif_fine = np.interp(grid, dt_s * np.arange(aif.size), aif)
         curves = np.zeros((len(shapes), lead + grid.size), np.float32)
-        for shape in SHAPES:
-            rows = np.flatnonzero(shapes[:, 0] == shape)
-            mtt, tau = shapes[rows, 1], shapes[rows, 2]
+        for family, (kind, shape) in enumerate(FAMILIES):
+            rows = np.flatnonzero(shapes[:, 0] == family)
             # CBF 1 ml/100g/min, MTT -> CBV; rescaled to unit flow F = 1/s.
-            unit = tissue_curves(aif_fine, grid, np.ones(rows.size), mtt / 60.0, 0.0, tau, kind="gamma", shape=shape)
+            unit = tissue_curves(aif_fine, grid, np.ones(rows.size), shapes[rows, 1] / 60.0, 0.0, 0.0,
+                                 kind=kind, shape=shape)
             curves[rows, lead:] = unit.T / float(flow_per_second(1.0))
         latest = min(MAX_DELAY_S, 0.6 * aif.size * dt_s)
         coarse_steps = SUBFRAMES * np.arange(-1, int(latest / dt_s) + 1)
         nearest = [float(MTT_S[np.argmin(np.abs(np.log(np.asarray(MTT_S) / m)))]) for m in COARSE_MTT_S]
-        coarse = np.flatnonzero(np.isin(shapes[:, 0], COARSE_SHAPES) & np.isin(shapes[:, 1], nearest) & (shapes[:, 2] == 0))
-        return cls(dt_s, aif.size, shapes, _peak_times(shapes), curves, lead, coarse, coarse_steps)
+        coarse = np.flatnonzero(np.isin(shapes[:, 0], COARSE_FAMILIES) & np.isin(shapes[:, 1], nearest))
+        return cls(dt_s, aif.size, shapes, curves, lead, coarse, coarse_steps)
 
     def bank(self, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
         """Model curves (len(steps) * len(rows), t) of candidates ``rows`` delayed by each of ``steps`` sub-frames."""
@@ -127,10 +129,10 @@ class ModelFit:
 
         Returns
         -------
-        dict of (n,) float64 arrays
-            ``flow`` F in 1/s (HU units), ``mtt_s``, ``tmax_s`` (>= 0), ``shape`` (lambda),
-            ``dispersion_s`` and ``delay_s`` of the chosen candidate; flow 0 (and the rest 0)
-            where no candidate correlates positively with the curve.
+        dict of (n,) arrays
+            ``flow`` F in 1/s (HU units), ``mtt_s``, ``tmax_s`` (the delay, >= 0), ``delay_s``
+            and ``family`` (index into :data:`FAMILIES`, int) of the chosen candidate; flow 0
+            (and the rest 0) where no candidate correlates positively with the curve.
         """
         tissue = np.asarray(tissue, dtype=np.float32)
         if tissue.ndim != 2 or tissue.shape[1] != self.frames:
@@ -157,10 +159,9 @@ class ModelFit:
         return {
             "flow": flow,
             "mtt_s": np.where(fitted, shape[:, 1], 0.0),
-            "tmax_s": np.where(fitted, np.clip(delay + self.peak_s[best], 0.0, None), 0.0),
-            "shape": np.where(fitted, shape[:, 0], 0.0),
-            "dispersion_s": np.where(fitted, shape[:, 2], 0.0),
+            "tmax_s": np.where(fitted, np.clip(delay, 0.0, None), 0.0),
             "delay_s": np.where(fitted, delay, 0.0),
+            "family": np.where(fitted, shape[:, 0], 0).astype(int),
         }
 
 
@@ -175,20 +176,3 @@ def _match(tissue: np.ndarray, bank: np.ndarray) -> tuple[np.ndarray, np.ndarray
     choice = score.argmax(axis=1)
     rows = np.arange(len(tissue))
     return np.clip(projection[rows, choice] / norm[choice], 0.0, None).astype(np.float64), choice
-
-
-def _peak_times(shapes: np.ndarray) -> np.ndarray:
-    """Time (s) at which ``h_tau * R`` peaks after arrival, per ``(lambda, MTT, tau)`` row (0 without dispersion)."""
-    peaks = np.zeros(len(shapes))
-    dispersed = np.flatnonzero(shapes[:, 2] > 0)
-    if dispersed.size == 0:
-        return peaks
-    horizon = float(np.max(3.0 * shapes[dispersed, 2] + shapes[dispersed, 1])) + 1.0
-    grid = np.arange(0.0, horizon, _PEAK_STEP_S)
-    for shape in np.unique(shapes[dispersed, 0]):
-        rows = dispersed[shapes[dispersed, 0] == shape]
-        residue = residue_function(grid[None, :], shapes[rows, 1][:, None], "gamma", shape)
-        kernel = np.exp(-grid[None, :] / shapes[rows, 2][:, None])
-        curve = fftconvolve(kernel, residue, axes=1)[:, : grid.size]
-        peaks[rows] = grid[np.argmax(curve, axis=1)]
-    return peaks

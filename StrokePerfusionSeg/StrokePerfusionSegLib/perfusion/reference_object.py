@@ -111,6 +111,7 @@ def make_reference_study(
     artery_partial_volume: float = 1.0,
     spacing: tuple = (5.0, 1.0, 1.0),
     kind: str = "exponential",
+    residue_shape: float | None = None,
 ) -> ReferenceStudy:
     """Build a reference study.
 
@@ -135,8 +136,9 @@ def make_reference_study(
         Fraction of the arterial enhancement the artery voxels show (the vein shows all of it).
     spacing : (3,) tuple of float
         Voxel size in mm (z, y, x).
-    kind : str
-        Residue function shape (see :func:`StrokePerfusionSegLib.tracer.residue_function`).
+    kind, residue_shape
+        Residue function (transit-time distribution) and its shape parameter (see
+        :func:`StrokePerfusionSegLib.tracer.residue_function`).
     """
     parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
     per_slice = int(np.ceil(len(parameters) / slices))
@@ -158,10 +160,10 @@ def make_reference_study(
     concentration[:, artery] = (artery_partial_volume * aif)[:, None]
     concentration[:, vein] = delayed_dispersed(aif, t_s, VEIN_DELAY_S, VEIN_DISPERSION_S)
 
-    curves = tissue_curves(aif, t_s, *parameters.T, kind=kind)
+    curves = tissue_curves(aif, t_s, *parameters.T, kind=kind, shape=residue_shape)
     cbf, cbv, delay, dispersion = parameters.T
     mtt = 60.0 * cbv / np.where(cbf > 0, cbf, np.inf)
-    peak_time, peak_height = residue_peak(np.where(mtt > 0, mtt, 1.0), dispersion, kind)
+    peak_time, peak_height = residue_peak(np.where(mtt > 0, mtt, 1.0), dispersion, kind, residue_shape)
     for i in range(len(parameters)):
         z, position = divmod(i, per_slice)
         r, c = divmod(position, columns)
