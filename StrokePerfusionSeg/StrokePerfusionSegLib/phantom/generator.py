@@ -6,10 +6,15 @@ The forward model per voxel (all fractions from :mod:`.anatomy`)::
 
 ``baseline`` mixes grey 35, white 29, CSF 12, blood 40, bone, scalp 40 and air -1000 HU by
 fraction; ``C_tissue`` comes from :func:`StrokePerfusionSegLib.tracer.tissue_curves` with the
-voxel's CBF, CBV (MTT), delay and dispersion. Those parameters are quantised (MTT 0.2 s, delay
-0.1 s, dispersion 0.5 s) so that each distinct set is simulated once and voxels gather their
-curve from a table; the truth maps hold the quantised values, so they are exactly what was
-simulated. Quantum noise is white Gaussian with SD ``noise_hu`` per voxel and frame.
+voxel's CBF, CBV (MTT), delay, dispersion and transit-time distribution. The distribution is
+drawn per patient and region (grey and white matter, :func:`sample_residues`) from several
+families, exponential, gamma (lambda 2-10), near box (gamma lambda 100) and lognormal, so that
+the phantom does not share the exponential residue that the SVD bias correction assumes; every
+tissue voxel also sees the patient's arterial dispersion on top of its lesion's. The
+parameters are quantised (MTT 0.2 s, delay 0.1 s, dispersion 0.5 s) so that each distinct set
+is simulated once and voxels gather their curve from a table; the truth maps hold the
+quantised values, so they are exactly what was simulated, and Tmax is where each voxel's own
+dispersed residue peaks. Quantum noise is white Gaussian with SD ``noise_hu`` per voxel and frame.
 """
 
 from __future__ import annotations
@@ -76,6 +81,38 @@ class TissueProperties:
     collateral_fraction: float
 
 
+#: Transit-time distribution families of the phantom: name -> (tracer kind, shape range).
+RESIDUE_FAMILIES = {
+    "exponential": ("exponential", None),
+    "gamma": ("gamma", (2.0, 10.0)),
+    "near box": ("gamma", (100.0, 100.0)),
+    "lognormal": ("lognormal", (0.4, 1.0)),
+}
+#: Regions that draw their own distribution; a voxel takes its majority parenchyma's.
+RESIDUE_REGIONS = ("grey", "white")
+#: Range (s) of each patient's arterial dispersion time constant, seen by all its tissue.
+ARTERIAL_DISPERSION_S = (0.0, 1.5)
+
+
+def sample_residues(seed: int) -> dict:
+    """Transit-time distribution of each region and the arterial dispersion of one patient.
+
+    Drawn from their own random stream (``[seed, 1]``), so the rest of the patient is the same
+    as before they existed. Returns a JSON-ready dict: ``{"grey": {"family", "kind", "shape"},
+    "white": {...}, "arterial_dispersion_s": float}``.
+    """
+    rng = np.random.default_rng([seed, 1])
+    names = list(RESIDUE_FAMILIES)
+    residues: dict = {}
+    for region in RESIDUE_REGIONS:
+        name = names[int(rng.integers(len(names)))]
+        kind, bounds = RESIDUE_FAMILIES[name]
+        shape = None if bounds is None else float(rng.uniform(*bounds))
+        residues[region] = {"family": name, "kind": kind, "shape": shape}
+    residues["arterial_dispersion_s"] = float(rng.uniform(*ARTERIAL_DISPERSION_S))
+    return residues
+
+
 def sample_tissue(rng: np.random.Generator) -> TissueProperties:
     """Published phantom values (``docs/phantom.md``) with per-patient spread."""
     return TissueProperties(
@@ -135,15 +172,20 @@ def _quantise(values, step, low, high):
     return np.clip(np.round(values / step), round(low / step), round(high / step)).astype(np.int32)
 
 
-def perfusion_parameters(anatomy: Anatomy, tissue_state: TissueState, tissue: TissueProperties):
-    """Per-voxel CBF (ml/100g/min) and quantised MTT/delay/dispersion indices.
+def perfusion_parameters(
+    anatomy: Anatomy, tissue_state: TissueState, tissue: TissueProperties, arterial_dispersion_s: float = 0.0
+):
+    """Per-voxel CBF (ml/100g/min), quantised MTT/delay/dispersion indices and residue region.
 
     Returns
     -------
     cbf : float32 (z, y, x)
         Flow of the voxel's parenchyma fraction (partial volume included); 0 where not perfused.
     mtt_i, delay_i, dispersion_i : int32 (z, y, x)
-        Parameters in units of :data:`MTT_STEP_S`, :data:`DELAY_STEP_S`, :data:`DISPERSION_STEP_S`.
+        Parameters in units of :data:`MTT_STEP_S`, :data:`DELAY_STEP_S`, :data:`DISPERSION_STEP_S`;
+        the dispersion adds ``arterial_dispersion_s`` (s) to the lesions' own.
+    region : int32 (z, y, x)
+        Index into :data:`RESIDUE_REGIONS` of the voxel's majority parenchyma.
     perfused : bool (z, y, x)
     """
     cbf_factor, cbv_factor, delay, dispersion = state_parameters(tissue_state)
@@ -157,13 +199,14 @@ def perfusion_parameters(anatomy: Anatomy, tissue_state: TissueState, tissue: Ti
         cbf,
         _quantise(mtt, MTT_STEP_S, *_MTT_RANGE_S),
         _quantise(delay, DELAY_STEP_S, 0.0, _DELAY_MAX_S),
-        _quantise(dispersion, DISPERSION_STEP_S, 0.0, _DISPERSION_MAX_S),
+        _quantise(dispersion + arterial_dispersion_s, DISPERSION_STEP_S, 0.0, _DISPERSION_MAX_S),
+        (anatomy.wm > anatomy.gm).astype(np.int32),
         perfused,
     )
 
 
-def curve_table(bolus: Bolus, t_s, mtt_i, delay_i, dispersion_i, perfused):
-    """Simulate each distinct parameter set once.
+def curve_table(bolus: Bolus, t_s, mtt_i, delay_i, dispersion_i, region, perfused, residues: dict):
+    """Simulate each distinct parameter set once, with its region's transit-time distribution.
 
     Returns
     -------
@@ -172,12 +215,13 @@ def curve_table(bolus: Bolus, t_s, mtt_i, delay_i, dispersion_i, perfused):
         is all zeros (not perfused).
     index : int32 (z, y, x)
         Column of each voxel.
-    sets : int32 (U, 3)
-        The (mtt, delay, dispersion) indices of each column 1..U.
+    sets : int32 (U, 4)
+        The (mtt, delay, dispersion, region) indices of each column 1..U.
     """
     n_delay = round(_DELAY_MAX_S / DELAY_STEP_S) + 1
     n_dispersion = round(_DISPERSION_MAX_S / DISPERSION_STEP_S) + 1
-    code = (mtt_i.astype(np.int64) * n_delay + delay_i) * n_dispersion + dispersion_i
+    n_region = len(RESIDUE_REGIONS)
+    code = ((mtt_i.astype(np.int64) * n_delay + delay_i) * n_dispersion + dispersion_i) * n_region + region
     code = np.where(perfused, code, -1)
     # Dense look-up instead of a sort: codes are small integers.
     used = np.zeros(int(code.max(initial=0)) + 1, dtype=bool)
@@ -186,17 +230,23 @@ def curve_table(bolus: Bolus, t_s, mtt_i, delay_i, dispersion_i, perfused):
     column = np.zeros(used.size, dtype=np.int32)
     column[distinct] = np.arange(1, distinct.size + 1, dtype=np.int32)
     index = np.where(perfused, column[np.maximum(code, 0)], 0).astype(np.int32)
-    sets = np.stack([distinct // (n_delay * n_dispersion), (distinct // n_dispersion) % n_delay,
-                     distinct % n_dispersion], axis=1).astype(np.int32)
+    parameters = distinct // n_region
+    sets = np.stack([parameters // (n_delay * n_dispersion), (parameters // n_dispersion) % n_delay,
+                     parameters % n_dispersion, distinct % n_region], axis=1).astype(np.int32)
     aif = bolus.arterial(t_s)
     reference_cbf = 60.0
-    mtt_s = sets[:, 0] * MTT_STEP_S
-    curves = tracer.tissue_curves(
-        aif, t_s, np.full(len(sets), reference_cbf), reference_cbf * mtt_s / 60.0,
-        sets[:, 1] * DELAY_STEP_S, sets[:, 2] * DISPERSION_STEP_S,
-    )
     table = np.zeros((t_s.size, len(sets) + 1), dtype=np.float32)
-    table[:, 1:] = curves / reference_cbf
+    for r, name in enumerate(RESIDUE_REGIONS):
+        rows = np.flatnonzero(sets[:, 3] == r)
+        if rows.size == 0:
+            continue
+        mtt_s = sets[rows, 0] * MTT_STEP_S
+        curves = tracer.tissue_curves(
+            aif, t_s, np.full(rows.size, reference_cbf), reference_cbf * mtt_s / 60.0,
+            sets[rows, 1] * DELAY_STEP_S, sets[rows, 2] * DISPERSION_STEP_S,
+            kind=residues[name]["kind"], shape=residues[name]["shape"],
+        )
+        table[:, 1 + rows] = curves / reference_cbf
     return table, index, sets
 
 
@@ -299,8 +349,11 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     tissue_state = simulate_lesions(anatomy, group, rng)
     watch.lap("anatomy")
     t_s = np.arange(config.frames) * config.dt_s
-    cbf, mtt_i, delay_i, dispersion_i, perfused = perfusion_parameters(anatomy, tissue_state, tissue)
-    table, index, sets = curve_table(bolus, t_s, mtt_i, delay_i, dispersion_i, perfused)
+    residues = sample_residues(seed)
+    cbf, mtt_i, delay_i, dispersion_i, region, perfused = perfusion_parameters(
+        anatomy, tissue_state, tissue, residues["arterial_dispersion_s"]
+    )
+    table, index, sets = curve_table(bolus, t_s, mtt_i, delay_i, dispersion_i, region, perfused, residues)
     vessel_fractions, vessel_curves = _vessels(anatomy, tissue_state, bolus, tissue, t_s)
     baseline = _baseline_hu(anatomy, tissue_state.old_infarct, tissue)
     watch.lap("curves")
@@ -310,7 +363,7 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     noise_seed = int(rng.integers(2**63 - 1))
     add_noise(ctp, config.noise_hu, noise_seed)
     watch.lap("noise")
-    truth = truth_maps(cbf, sets, index, perfused)
+    truth = truth_maps(cbf, sets, index, perfused, residues)
     label = truth_label(anatomy, tissue_state)
     if config.maps == "computed":
         from ..perfusion import compute_perfusion_maps
@@ -337,6 +390,7 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
         "bolus": bolus.to_dict(),
         "tissue": asdict(tissue),
         "lesions": tissue_state.record,
+        "residues": residues,
         "quantisation_s": {"mtt": MTT_STEP_S, "delay": DELAY_STEP_S, "dispersion": DISPERSION_STEP_S},
         "noise": {"kind": "white gaussian", "sd_hu": config.noise_hu, "seed": noise_seed},
         "nihss_model": dict(zip(("intercept", "per_core_ml", "per_penumbra_ml", "sd"), NIHSS_MODEL[group])),
@@ -359,12 +413,16 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     return PhantomStudy(case=case, truth=truth, anatomy=anatomy, timings=watch.wall, cpu_timings=watch.cpu)
 
 
-def dispersed_residue_peak(mtt_s: np.ndarray, dispersion_s: np.ndarray, step_s: float = 0.05) -> np.ndarray:
+def dispersed_residue_peak(
+    mtt_s: np.ndarray, dispersion_s: np.ndarray, step_s: float = 0.05, *, kind: str = "exponential",
+    shape: float | None = None,
+) -> np.ndarray:
     """Time (s) after arrival at which the dispersed residue peaks, per (MTT, dispersion) pair.
 
-    Found by running the forward model (:func:`~StrokePerfusionSegLib.tracer.tissue_curves`)
-    on a unit impulse and taking the peak, to ``step_s``; each distinct pair once. (Much
-    faster than :func:`~StrokePerfusionSegLib.tracer.residue_peak` for many pairs.)
+    Found by running the forward model (:func:`~StrokePerfusionSegLib.tracer.tissue_curves`,
+    residue ``kind`` and ``shape``) on a unit impulse and taking the peak, to ``step_s``; each
+    distinct pair once. (Much faster than :func:`~StrokePerfusionSegLib.tracer.residue_peak`
+    for many pairs.)
     """
     pairs, inverse = np.unique(np.stack([mtt_s, dispersion_s], axis=1), axis=0, return_inverse=True)
     peaks = np.zeros(len(pairs))
@@ -378,20 +436,29 @@ def dispersed_residue_peak(mtt_s: np.ndarray, dispersion_s: np.ndarray, step_s: 
         impulse[1] = 1.0
         grid = np.append(grid, grid[-1] + step_s)
         curves = tracer.tissue_curves(impulse, grid, np.full(int(dispersed.sum()), 60.0), pairs[dispersed, 0],
-                                      np.zeros(int(dispersed.sum())), pairs[dispersed, 1])
+                                      np.zeros(int(dispersed.sum())), pairs[dispersed, 1], kind=kind, shape=shape)
         peaks[dispersed] = grid[np.argmax(curves, axis=0)] - step_s
     return peaks[inverse.ravel()]
 
 
-def truth_maps(cbf: np.ndarray, sets: np.ndarray, index: np.ndarray, perfused: np.ndarray) -> dict[str, np.ndarray]:
+def truth_maps(
+    cbf: np.ndarray, sets: np.ndarray, index: np.ndarray, perfused: np.ndarray, residues: dict
+) -> dict[str, np.ndarray]:
     """The simulated parameters as maps (0 outside perfused tissue); see :data:`TRUTH_UNITS`.
 
-    ``tmax`` is where the dispersed residue peaks after the delay, i.e. what an ideal
-    deconvolution against the undispersed arterial input finds.
+    ``tmax`` is where the voxel's own dispersed residue (its region's distribution) peaks
+    after the delay, i.e. what an ideal deconvolution against the undispersed arterial input
+    finds. ``mtt`` is the distribution's mean and ``cbv = cbf * mtt / 60``.
     """
     mtt_s = sets[:, 0] * MTT_STEP_S
     dispersion_s = sets[:, 2] * DISPERSION_STEP_S
-    peak_time_s = dispersed_residue_peak(mtt_s, dispersion_s)
+    peak_time_s = np.zeros(len(sets))
+    for r, name in enumerate(RESIDUE_REGIONS):
+        rows = sets[:, 3] == r
+        if rows.any():
+            peak_time_s[rows] = dispersed_residue_peak(
+                mtt_s[rows], dispersion_s[rows], kind=residues[name]["kind"], shape=residues[name]["shape"]
+            )
     per_set = {
         "mtt": mtt_s,
         "delay": sets[:, 1] * DELAY_STEP_S,
