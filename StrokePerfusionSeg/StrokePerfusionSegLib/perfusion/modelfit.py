@@ -46,11 +46,11 @@ MTT_S = tuple(float(m) for m in np.geomspace(1.0, 30.0, 18))
 #: Coarse pass: families (indices into :data:`FAMILIES`) and MTTs (s, nearest of :data:`MTT_S`)
 #: at whole-frame delays.
 COARSE_FAMILIES = (0, 4)
-COARSE_MTT_S = (2.0, 4.0, 8.0, 16.0)
+COARSE_MTT_S = (1.5, 2.5, 4.0, 6.0, 9.0, 14.0, 20.0)
 #: Delays are multiples of the frame interval over this.
 SUBFRAMES = 4
 #: Fine pass: delays around the coarse arrival, in 1 / :data:`SUBFRAMES` of a frame.
-FINE_DELAY_STEPS = (-4, -3, -2, -1, 0, 1, 2, 3, 4)
+FINE_DELAY_STEPS = tuple(range(-5, 6))
 #: Latest tissue arrival after the AIF that is searched (s); at most 60 % of the series.
 MAX_DELAY_S = 20.0
 # Voxels per matrix product (bounds the (voxels, candidates) work arrays).
