@@ -58,6 +58,27 @@ def test_cli_manual_aif_osvd_and_explicit_dt(ctp_file, study, tmp_path):
     assert source["method"] == "osvd" and source["aif_voxels_zyx"] == [[int(i) for i in artery.split(",")]]
 
 
+def test_cli_model_fit_with_kh_and_rho_left_out(ctp_file, study, tmp_path):
+    assert run("--ctp", ctp_file, "--out", tmp_path / "d", "--smoothing-mm", 0) == 0
+    assert run("--ctp", ctp_file, "--out", tmp_path / "p", "--smoothing-mm", 0, "--kh", 1, "--rho", 1) == 0
+    default, plain = load_case(tmp_path / "d"), load_case(tmp_path / "p")
+    brain = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "d" / "brain_mask.nii.gz"))).astype(bool)
+    inside = brain & study.tissue
+    np.testing.assert_allclose(plain.maps["cbf"][inside], default.maps["cbf"][inside] * 1.04 / 0.73, rtol=1e-4)
+    assert plain.meta["source"]["kh"] == 1.0 and default.meta["source"]["rho_g_per_ml"] == 1.04
+    assert run("--ctp", ctp_file, "--out", tmp_path / "m", "--method", "model", "--smoothing-mm", 0) == 0
+    model = load_case(tmp_path / "m")
+    assert model.meta["source"]["method"] == "model"
+    assert np.median(np.abs(model.maps["cbf"][inside] / study.truth["cbf"][inside] - 1)) <= 0.10
+
+
+@pytest.mark.parametrize("option", [("--kh", 0), ("--rho", -1.04)])
+def test_non_positive_kh_or_rho_is_refused(ctp_file, tmp_path, capsys, option):
+    assert run("--ctp", ctp_file, "--out", tmp_path / "o", *option) == EXIT_USER_ERROR
+    assert option[0].removeprefix("--") in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def _write(array, path, dt_s=1.5):
     imageio.write_array(array, GEOMETRY, path, dt_s=dt_s if array.ndim == 4 else None)
     return path
