@@ -68,7 +68,7 @@ def test_cli_model_fit_with_kh_and_rho_left_out(ctp_file, study, tmp_path):
     assert plain.meta["source"]["kh"] == 1.0 and default.meta["source"]["rho_g_per_ml"] == 1.04
     assert run("--ctp", ctp_file, "--out", tmp_path / "m", "--method", "model", "--smoothing-mm", 0) == 0
     model = load_case(tmp_path / "m")
-    assert model.meta["source"]["method"] == "model"
+    assert model.meta["source"]["method"] == "model" and model.meta["source"]["bias_correction"] is False
     assert np.median(np.abs(model.maps["cbf"][inside] / study.truth["cbf"][inside] - 1)) <= 0.10
 
 

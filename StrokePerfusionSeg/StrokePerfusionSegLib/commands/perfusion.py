@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from ..casefolder import Case, save_case
     from ..errors import InputError
     from ..perfusion import compute_perfusion_maps
+    from ..perfusion.curves import CORRECTABLE
     from ..perfusion.maps import DEFAULT_SMOOTHING_MM
     from ..tracer import KH, RHO
 
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         "ctp": str(source),
         "method": result.method,
         "smoothing_mm": smoothing,
-        "bias_correction": not args.no_bias_correction,
+        "bias_correction": not args.no_bias_correction and result.method in CORRECTABLE,
         "kh": kh,
         "rho_g_per_ml": rho,
         "baseline_frames": result.bolus.baseline_frames,
