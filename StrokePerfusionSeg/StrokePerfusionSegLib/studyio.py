@@ -312,7 +312,7 @@ def load_study(
     resample : bool
         Resample maps that are not on the first map's grid instead of refusing them.
     perfusion_method : str
-        Deconvolution when maps are computed from a CTP (``"bcsvd"`` or ``"osvd"``).
+        Deconvolution when maps are computed from a CTP (one of ``perfusion.METHODS``).
     study_id : str, optional
         Label of the study (default: the folder or file name).
     progress, cancel : callable, optional
