@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from programmer_errors import raises_programmer_error
 
 from StrokePerfusionSegLib import tracer
 from StrokePerfusionSegLib.errors import InputError
@@ -125,7 +126,6 @@ def test_volume_analysis_runs_the_same_computation_as_the_curve_entry_point():
 @pytest.mark.parametrize(
     "call",
     [
-        lambda: deconvolve_curves(np.ones((3, 10)), np.ones(9), 1.0),
         lambda: deconvolve_curves(np.ones((3, 10)), np.ones(10), 0.0),
         lambda: deconvolve_curves(np.ones((3, 10)), np.ones(10), 1.0, method="fourier"),
         lambda: deconvolve_curves(np.ones((3, 10)), np.ones(10), 1.0, kh=0.0),
@@ -137,3 +137,8 @@ def test_volume_analysis_runs_the_same_computation_as_the_curve_entry_point():
 def test_bad_curve_input_is_an_input_error(call):
     with pytest.raises(InputError):
         call()
+
+
+def test_mismatched_curve_shapes_are_a_programmer_error():
+    with raises_programmer_error(ValueError):
+        deconvolve_curves(np.ones((3, 10)), np.ones(9), 1.0)

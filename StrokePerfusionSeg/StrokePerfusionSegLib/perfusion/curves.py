@@ -153,7 +153,7 @@ def deconvolve_curves(
     conc = np.asarray(conc)
     aif = np.asarray(aif)
     if conc.ndim != 2 or aif.ndim != 1 or conc.shape[1] != aif.size:
-        raise InputError(f"conc must be (n, t) and aif (t,) with the same t, got {conc.shape} and {aif.shape}")
+        raise ValueError(f"conc must be (n, t) and aif (t,) with the same t, got {conc.shape} and {aif.shape}")
     if not (np.all(np.isfinite(conc)) and np.all(np.isfinite(aif))):
         raise InputError("the concentration curves or the AIF hold NaN or infinite values")
     return build_estimator(aif, dt_s, method, correct_bias=correct_bias, kh=kh, rho=rho)(conc)
