@@ -63,7 +63,7 @@ def test_load_case_reports_missing_map_and_foreign_grid(tmp_path):
         casefolder.load_case(folder, maps=("cbf", "ttp"))
     other = Geometry(spacing=(1.0, 1.0, 5.0))
     imageio.write_array(case.maps["cbv"], other, folder / "cbv.nii.gz")
-    with pytest.raises(InputError, match="cbv.nii.gz does not share the grid"):
+    with pytest.raises(InputError, match="cbv.nii.gz and cbf.nii.gz are on different grids"):
         casefolder.load_case(folder, maps=("cbf", "cbv"))
 
 

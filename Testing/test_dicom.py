@@ -251,7 +251,7 @@ def test_map_files_on_different_grids(lvo_case, tmp_path):
         if name == "tmax":
             geometry = dataclasses.replace(geometry, spacing=(1.8, 1.8, 5.0))
         files[name] = imageio.write_array(lvo_case.maps[name], geometry, tmp_path / f"{name}.nii.gz")
-    with pytest.raises(InputError, match=r"TMAX.*not on the grid of CBF.*--resample"):
+    with pytest.raises(InputError, match=r"TMAX \(tmax.nii.gz\) and CBF \(cbf.nii.gz\) are on different grids \(spacing.*--resample"):
         load_study(map_files=files)
     study = load_study(map_files=files, resample=True)
     assert study.maps["tmax"].shape == lvo_case.shape

@@ -143,7 +143,7 @@ def test_inconsistent_spacing_is_refused(cohort_copy, tmp_path):
     array, geometry, _ = imageio.read_array(path)
     imageio.write_array(array, Geometry(tuple(s * 2 for s in geometry.spacing), geometry.origin,
                                         geometry.direction), path)
-    _assert_refused(_config(), cohort_copy, tmp_path / "run", f"case {case_id}: tmax.nii.gz does not share the grid")
+    _assert_refused(_config(), cohort_copy, tmp_path / "run", f"case {case_id}: tmax.nii.gz and cbf.nii.gz are on different grids")
 
 
 def test_labels_outside_0_to_3_are_refused(cohort_copy, tmp_path):

@@ -42,11 +42,27 @@ _MAP_SET_FILE = re.compile(
 
 @dataclass
 class Job:
-    """One study to segment: its id and the keyword arguments of ``studyio.load_study``."""
+    """One study to segment: its id and the keyword arguments of ``studyio.load_study``.
+
+    ``id_source`` says where the id came from, for messages; ``problem`` is an input error
+    found while collecting (e.g. a looping link), reported as the study's summary row.
+    """
 
     study_id: str
     source: dict = field(default_factory=dict)
     nihss: int | str | None = None
+    id_source: str = "the study id"
+    problem: str | None = None
+
+    def input_paths(self) -> list[Path]:
+        """Every path this study is read from (the output must stay apart from them)."""
+        paths = []
+        for key, value in self.source.items():
+            if key == "map_files":
+                paths.extend(Path(v) for v in value.values())
+            elif key in ("case_dir", "dicom_dir", "ctp_file"):
+                paths.append(Path(value))
+        return paths
 
 
 def summary_path(out: Path, shard: tuple[int, int] = (1, 1)) -> Path:
@@ -63,9 +79,8 @@ def is_case_folder(folder: Path) -> bool:
 
 
 def _job_for_folder(folder: Path) -> Job:
-    if is_case_folder(folder):
-        return Job(folder.name, {"case_dir": folder})
-    return Job(folder.name, {"dicom_dir": folder})
+    kind = "case_dir" if is_case_folder(folder) else "dicom_dir"
+    return Job(folder.name, {kind: folder}, id_source=f"the folder name of {folder}")
 
 
 def _map_set_jobs(folder: Path) -> list[Job]:
@@ -78,15 +93,19 @@ def _map_set_jobs(folder: Path) -> list[Job]:
             name = match["map"].lower()
             if match["rgb"] is None or name not in files:
                 files[name] = path
-    return [Job(study_id, {"map_files": files}) for study_id, files in sets.items()]
+    return [Job(study_id, {"map_files": files}, id_source=f"the file names <id>_<map> in {folder}")
+            for study_id, files in sets.items()]
 
 
 def jobs_from_folder(folder: Path) -> list[Job]:
     """The studies in ``folder``: study sub-folders and flat map sets, or the folder itself."""
     if is_case_folder(folder):
-        return [Job(folder.name, {"case_dir": folder})]
-    folders = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-    jobs = [_job_for_folder(path) for path in folders] + _map_set_jobs(folder)
+        return [_job_for_folder(folder)]
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    # A link that leads nowhere (dangling, or a loop) gets its own row instead of vanishing.
+    broken = [Job(p.name, problem=f"{p} is a symbolic link that leads nowhere (dangling or a loop): fix or remove it")
+              for p in entries if p.is_symlink() and not p.exists()]
+    jobs = [_job_for_folder(p) for p in entries if p.is_dir()] + _map_set_jobs(folder) + broken
     if not jobs:
         raise InputError(
             f"{folder} holds no studies: give a folder of case or DICOM folders, files named "
@@ -118,7 +137,7 @@ def _job_from_row(base: Path, number: int, raw: dict) -> Job:
     def resolve(value: str) -> Path:
         return (base / value).resolve()
 
-    job = Job(row.get("id") or f"row{number}", nihss=row.get("nihss") or None)
+    job = Job(row.get("id") or f"row{number}", nihss=row.get("nihss") or None, id_source=f"row {number}'s id")
     if row.get("case"):
         job.source = {"case_dir": resolve(row["case"])}
     elif row.get("dicom"):
@@ -162,18 +181,31 @@ def summary_row(result, output: Path, seconds: float) -> dict:
 
 def segment_job(job: Job, method, out: Path, *, formats=None, series_map=None, resample=False,
                 device="auto", overwrite=False):
-    """Load, segment and write one study into ``out/<id>``; returns the SegmentationResult."""
+    """Load, segment and write one study into ``out/<id>``; returns the SegmentationResult.
+
+    Before any work: the id must be a plain folder name (:func:`studyid.check_study_id`), the
+    target must not exist (unless ``overwrite``), be a link or a file, nor overlap the study's
+    inputs; the target's lock is then held from loading to writing, so a second run writing
+    the same study is refused at once instead of replacing these results.
+    """
+    from .atomic import check_apart, check_output_target, folder_lock
     from .pipeline import segment_study, write_outputs
+    from .studyid import check_study_id
     from .studyio import load_study
 
-    target = out / job.study_id
-    if target.exists() and not overwrite:
+    if job.problem:
+        raise InputError(job.problem)
+    target = out / check_study_id(job.study_id, source=job.id_source)
+    if target.is_dir() and not target.is_symlink() and not overwrite:
         raise InputError(f"{target} already exists: remove it, choose another --out, or add --overwrite")
+    check_output_target(target, overwrite=overwrite)
+    check_apart(target, job.input_paths())
     extra = {"series_map": series_map} if "dicom_dir" in job.source else {}
-    study = load_study(**job.source, nihss=job.nihss, needed=method.required_maps, resample=resample,
-                       study_id=job.study_id, **extra)
-    result = segment_study(study, method, device=device)
-    write_outputs(result, target, formats, overwrite=overwrite)
+    with folder_lock(target):
+        study = load_study(**job.source, nihss=job.nihss, needed=method.required_maps, resample=resample,
+                           study_id=target.name, **extra)
+        result = segment_study(study, method, device=device)
+        write_outputs(result, target, formats, overwrite=overwrite)
     return result
 
 

@@ -193,5 +193,11 @@ def load_bundle(
     unloaded = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
     if unloaded:
         raise RuntimeError(f"{path}: tensors not restored from the weights file: {', '.join(unloaded[:3])}")
+    non_finite = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if non_finite:
+        raise InputError(
+            f"bundle {path}: {len(non_finite)} weight tensor(s) hold NaN or infinite values (e.g. {non_finite[0]}; "
+            "a diverged training?): export the bundle from a finite checkpoint"
+        )
     model.eval()
     return Bundle(model=model.to(device), config=config, manifest=manifest, path=path)

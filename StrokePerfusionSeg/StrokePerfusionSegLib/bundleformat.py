@@ -132,7 +132,7 @@ def validate_bundle(path: str | os.PathLike, *, verify_checksum: bool = True):
         raise InputError(f"bundle {path}: {error}") from None
     except TypeError as error:
         raise InputError(f"bundle {path}: architecture in {MANIFEST_FILE} is malformed ({error})") from None
-    if "inputs" in manifest and list(manifest["inputs"]) != list(config.inputs):
+    if "inputs" in manifest and manifest["inputs"] != list(config.inputs):
         raise InputError(
             f"bundle {path}: inputs {manifest['inputs']} disagree with the architecture's "
             f"{list(config.inputs)}: fix {MANIFEST_FILE}"

@@ -13,14 +13,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
 
 from . import imageio
 from .atomic import staged_folder, write_text_atomically
 from .errors import InputError
-from .imageio import Geometry
+from .imageio import Geometry, check_frame_interval
 from .mapspecs import MAP_NAMES, MAP_SPECS
+from .nihss import check_nihss
+from .studyid import check_study_id, study_id_from_path
 
 GROUPS = ("LVO", "NonLVO", "WIS")
 #: Group of a public dataset's patient when the dataset does not say (training accepts it).
@@ -91,6 +94,41 @@ class Case:
         return document
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object ``{...}``; an :class:`InputError` naming it otherwise."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not UTF-8 text (a binary file?): replace it with the JSON file, or remove it") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not valid JSON ({error}); fix or remove it") from None
+    if not isinstance(document, dict):
+        raise InputError(
+            f"{path} holds a JSON {type(document).__name__ if document is not None else 'null'} where an "
+            "object {...} is expected: fix or remove it"
+        )
+    return document
+
+
+def read_case_json(path: Path) -> dict:
+    """``case.json`` with its known fields checked for type and range.
+
+    ``id`` must be a safe study id, ``group`` a string, ``nihss`` a whole score 0..42 (JSON
+    ``true`` is not 1), ``dt_s`` a plausible frame interval in s; each may be absent or null.
+    """
+    document = read_json_object(path)
+    if document.get("id") is not None:
+        document["id"] = check_study_id(document["id"], source=f"{path} id")
+    if document.get("group") is not None and not isinstance(document["group"], str):
+        raise InputError(f"{path}: group {document['group']!r} is not a name: use one of {', '.join(GROUPS)} or null")
+    document["nihss"] = check_nihss(document.get("nihss"), what=f"{path}: nihss")
+    if document.get("dt_s") is not None:
+        document["dt_s"] = check_frame_interval(
+            document["dt_s"], source=f"{path} dt_s", fix="set dt_s to the seconds between CTP frames"
+        )
+    return document
+
+
 def write_json(document: dict, path: str | os.PathLike) -> Path:
     """Write JSON atomically (temporary file, then rename)."""
     return write_text_atomically(path, json.dumps(document, indent=2) + "\n")
@@ -121,14 +159,15 @@ def save_case(case: Case, folder: str | os.PathLike, *, overwrite: bool = False)
     return Path(folder)
 
 
-def _read_checked(path: Path, case_id: str, geometry: Geometry | None):
+def _read_checked(path: Path, case_id: str, first: tuple[Path, Geometry] | None):
+    """Read ``path``; its grid must match the ``first`` file's (path, geometry) when given."""
     array, found, _ = imageio.read_array(path)
-    if geometry is not None and not found.matches(geometry):
+    if first is not None and not found.matches(first[1]):
         raise InputError(
-            f"case {case_id}: {path.name} does not share the grid of the other maps "
-            f"(spacing {found.spacing} vs {geometry.spacing}); resample it onto one grid"
+            f"case {case_id}: {path.name} and {first[0].name} are on different grids "
+            f"({'; '.join(found.differences(first[1]))}); check both headers and export the maps on one grid"
         )
-    return array, found
+    return array, first or (path, found)
 
 
 def load_case(
@@ -153,26 +192,26 @@ def load_case(
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"case folder not found: {folder}")
-    meta = _read_case_json(folder)
-    case_id = str(meta.pop("id", folder.name))
+    meta = read_case_json(folder / CASE_JSON) if (folder / CASE_JSON).is_file() else {}
+    case_id = meta.pop("id", None) or study_id_from_path(folder)
     wanted = maps if maps is not None else tuple(n for n in MAP_NAMES if (folder / f"{n}.nii.gz").is_file())
-    loaded, geometry = _read_maps(folder, case_id, wanted)
+    loaded, first = _read_maps(folder, case_id, wanted)
     rgb = {}
     if with_rgb:
-        rgb, geometry = _read_rgb_copies(folder, case_id, wanted, geometry)
+        rgb, first = _read_rgb_copies(folder, case_id, wanted, first)
     label = None
     if with_label and (folder / "label.nii.gz").is_file():
-        label, geometry = _read_label(folder, case_id, geometry)
+        label, first = _read_label(folder, case_id, first)
     ctp = None
     dt_s = meta.pop("dt_s", None)
     if with_ctp:
-        ctp, geometry, dt_s = _read_ctp(folder, case_id, geometry, dt_s)
-    if geometry is None:
+        ctp, first, dt_s = _read_ctp(folder, case_id, first, dt_s)
+    if first is None:
         raise InputError(f"case folder {folder} holds no map, label or CTP image")
     meta.pop("units", None)
     return Case(
         case_id=case_id,
-        geometry=geometry,
+        geometry=first[1],
         maps=loaded,
         group=meta.pop("group", None),
         nihss=meta.pop("nihss", None),
@@ -184,63 +223,60 @@ def load_case(
     )
 
 
-def _read_case_json(folder: Path) -> dict:
-    """``case.json`` of ``folder`` (empty when absent)."""
-    if not (folder / CASE_JSON).is_file():
-        return {}
-    try:
-        return json.loads((folder / CASE_JSON).read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{folder / CASE_JSON} is not valid JSON ({error}); fix or remove it") from None
+#: The grid of a case: (path, geometry) of the first image read from it, or None before.
+_First = Optional[Tuple[Path, Geometry]]  # typing: Slicer 5.8 runs Python 3.9
 
 
-def _read_maps(folder: Path, case_id: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], Geometry | None]:
+def _read_maps(folder: Path, case_id: str, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], _First]:
     """The scalar maps ``names`` as float32 ``(z, y, x)`` on one grid, and that grid."""
-    geometry = None
+    first = None
     loaded = {}
     for name in names:
         path = folder / f"{name}.nii.gz"
         if not path.is_file():
             raise InputError(f"case {case_id}: missing {path.name} in {folder}; add it or choose other inputs")
-        array, geometry = _read_checked(path, case_id, geometry)
+        array, first = _read_checked(path, case_id, first)
         if array.ndim != 3:
             raise InputError(f"case {case_id}: {path.name} must be a 3D scalar image, got shape {array.shape}")
         loaded[name] = array.astype(np.float32)
-    return loaded, geometry
+    return loaded, first
 
 
-def _read_rgb_copies(folder: Path, case_id: str, names: tuple[str, ...], geometry: Geometry | None):
+def _read_rgb_copies(folder: Path, case_id: str, names: tuple[str, ...], first: _First):
     """The ``<name>_rgb`` copies present for ``names`` (uint8 ``(z, y, x, 3)``), and the grid."""
     rgb = {}
     for name in names:
         path = folder / f"{name}_rgb.nii.gz"
         if path.is_file():
-            rgb[name], geometry = _read_checked(path, case_id, geometry)
-    return rgb, geometry
+            rgb[name], first = _read_checked(path, case_id, first)
+    return rgb, first
 
 
-def _read_label(folder: Path, case_id: str, geometry: Geometry | None) -> tuple[np.ndarray, Geometry]:
+def _read_label(folder: Path, case_id: str, first: _First) -> tuple[np.ndarray, _First]:
     """``label.nii.gz`` as uint8 0..3, and the grid."""
-    label, geometry = _read_checked(folder / "label.nii.gz", case_id, geometry)
+    label, first = _read_checked(folder / "label.nii.gz", case_id, first)
     if label.size and (label.min() < 0 or label.max() > 3):
         raise InputError(f"case {case_id}: label.nii.gz has values outside 0..3; relabel it")
-    return label.astype(np.uint8), geometry
+    return label.astype(np.uint8), first
 
 
-def _read_ctp(folder: Path, case_id: str, geometry: Geometry | None, dt_s: float | None):
+def _read_ctp(folder: Path, case_id: str, first: _First, dt_s: float | None):
     """``ctp.nii.gz`` as float32 HU ``(t, z, y, x)``, the grid, and the frame interval in s.
 
-    ``dt_s`` from ``case.json`` wins; otherwise the 4D image's fourth spacing is used.
+    ``dt_s`` from ``case.json`` wins; otherwise the header's, through
+    :func:`imageio.checked_frame_interval_s` (0, negative or NaN are refused, not read as 1 s).
     """
     path = folder / "ctp.nii.gz"
     if not path.is_file():
         raise InputError(f"case {case_id}: no ctp.nii.gz in {folder}")
     image = imageio.read_image(path)
+    if image.GetDimension() != 4:
+        raise InputError(f"{path} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t); replace it")
     ctp = imageio.sitk.GetArrayFromImage(image).astype(np.float32)
-    geometry = geometry or Geometry.from_image(image)
-    if dt_s is None and image.GetDimension() == 4:
-        dt_s = float(image.GetSpacing()[3])
-    return ctp, geometry, dt_s
+    first = first or (path, Geometry.from_image(image))
+    if dt_s is None:
+        dt_s = imageio.checked_frame_interval_s(path, image)
+    return ctp, first, dt_s
 
 
 @dataclass
@@ -276,8 +312,7 @@ def load_cohort(root: str | os.PathLike) -> Cohort:
     index = root / COHORT_JSON
     if not index.is_file():
         raise InputError(f"{root} is not a cohort: {COHORT_JSON} is missing (make one with `strokeperfusionseg phantom`)")
-    try:
-        document = json.loads(index.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{index} is not valid JSON ({error})") from None
-    return Cohort(root=root, cases=list(document.get("cases", [])))
+    cases = read_json_object(index).get("cases", [])
+    if not (isinstance(cases, list) and all(isinstance(c, dict) and isinstance(c.get("id"), str) for c in cases)):
+        raise InputError(f"{index}: 'cases' must be a list of {{\"id\": ...}} objects; fix it or make the cohort again")
+    return Cohort(root=root, cases=cases)

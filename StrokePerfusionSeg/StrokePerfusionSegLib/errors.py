@@ -10,7 +10,7 @@ class InputError(ValueError):
 
 
 class CancelledError(RuntimeError):
-    """The user pressed Cancel; work stopped cleanly and nothing was written."""
+    """The user pressed Cancel; work stopped cleanly and what was in progress was not written."""
 
 
 #: Exit status of the command line for a user mistake (bad input, bad option).
@@ -36,7 +36,9 @@ def run_command(action, *, name: str) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except (CancelledError, KeyboardInterrupt):
-        print("cancelled: nothing was written", file=sys.stderr)
+        # Outputs are atomic: the study in progress is not written; finished ones (a batch) stay.
+        print("cancelled: the output in progress was not written; outputs finished before it are kept",
+              file=sys.stderr)
         return 130
     except Exception:
         logging.getLogger(name).exception("%s failed", name)

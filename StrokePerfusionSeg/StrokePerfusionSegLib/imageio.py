@@ -8,8 +8,11 @@ in the target folder and is renamed into place, so a crash never leaves a half-w
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import re
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +80,19 @@ class Geometry:
 
     def matches(self, other: "Geometry", tolerance_mm: float = 1e-3) -> bool:
         """True when both grids have the same spacing, origin and direction (within tolerance)."""
-        return (
-            np.allclose(self.spacing, other.spacing, atol=tolerance_mm)
-            and np.allclose(self.origin, other.origin, atol=tolerance_mm)
-            and np.allclose(self.direction, other.direction, atol=1e-4)
-        )
+        return not self.differences(other, tolerance_mm)
+
+    def differences(self, other: "Geometry", tolerance_mm: float = 1e-3) -> list[str]:
+        """What differs from ``other``, for messages: e.g. ``["direction (1, 0, 0, ...) vs (-1, 0, 0, ...)"]``."""
+        found = []
+        for what, mine, theirs, tolerance in (
+            ("spacing", self.spacing, other.spacing, tolerance_mm),
+            ("origin", self.origin, other.origin, tolerance_mm),
+            ("direction", self.direction, other.direction, 1e-4),
+        ):
+            if not np.allclose(mine, theirs, atol=tolerance):
+                found.append(f"{what} {tuple(round(v, 3) for v in mine)} vs {tuple(round(v, 3) for v in theirs)}")
+        return found
 
 
 def array_to_image(array: np.ndarray, geometry: Geometry, *, dt_s: float | None = None) -> sitk.Image:
@@ -122,15 +133,53 @@ def resample_onto(
     return sitk.GetArrayFromImage(resampled)
 
 
-def _nifti1_data_end(header: bytes) -> int | None:
-    """Byte offset where a NIfTI-1 file's voxel data ends, or None for another format."""
+#: NIfTI datatype codes of floating-point voxels, with their numpy type (``<`` replaced per file).
+_NIFTI_FLOAT_TYPES = {16: "f4", 64: "f8"}
+#: Leading bytes of formats that are sometimes given a NIfTI name by mistake.
+_FOREIGN_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"PK\x03\x04": "a ZIP archive",
+    b"%PDF": "a PDF document",
+}
+_CHUNK_BYTES = 1 << 22
+
+
+@dataclass(frozen=True)
+class _NiftiLayout:
+    """Where a NIfTI file's voxels lie and how they are stored."""
+
+    data_offset: int
+    data_bytes: int
+    shape: tuple[int, ...]  # NIfTI order (x, y, z, t, ...)
+    float_dtype: str | None  # numpy dtype of float voxels, None for integer/colour voxels
+    voxel_size: tuple[float, ...]  # pixdim[1..3] as stored (ITK reads 0 and NaN as 1 mm)
+
+
+def _nifti_layout(header: bytes) -> _NiftiLayout | None:
+    """Voxel layout from a NIfTI-1 or NIfTI-2 header, or None for another format."""
     for order in "<>":
         if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:
             dims = struct.unpack(order + "8h", header[40:56])
-            bits_per_voxel = struct.unpack(order + "h", header[72:74])[0]
+            datatype, bits_per_voxel = struct.unpack(order + "2h", header[70:74])
+            pixdim = struct.unpack(order + "3f", header[80:92])
             data_offset = int(struct.unpack(order + "f", header[108:112])[0])
-            voxels = int(np.prod([max(d, 1) for d in dims[1 : dims[0] + 1]], dtype=np.int64))
-            return data_offset + voxels * bits_per_voxel // 8
+        elif len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:
+            datatype, bits_per_voxel = struct.unpack(order + "2h", header[12:16])
+            dims = struct.unpack(order + "8q", header[16:80])
+            pixdim = struct.unpack(order + "3d", header[112:136])
+            data_offset = int(struct.unpack(order + "q", header[168:176])[0])
+        else:
+            continue
+        if not 0 < dims[0] <= 7:
+            return None  # ITK refuses this header itself, naming the file
+        shape = tuple(max(int(d), 1) for d in dims[1 : dims[0] + 1])
+        data_bytes = int(np.prod(shape, dtype=np.float64)) * bits_per_voxel // 8
+        float_type = _NIFTI_FLOAT_TYPES.get(datatype)
+        return _NiftiLayout(
+            data_offset, data_bytes, shape, order + float_type if float_type else None,
+            tuple(pixdim[: min(dims[0], 3)]),
+        )
     return None
 
 
@@ -163,36 +212,161 @@ def frame_interval_s(path: str | os.PathLike, image: sitk.Image) -> float | None
     return float(image.GetSpacing()[3])
 
 
-def check_complete(path: Path) -> None:
-    """Raise :class:`InputError` when a NIfTI file is shorter than its header says.
+def _open_stream(path: Path):
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
-    ITK reads a truncated file (an interrupted copy) without complaint and fills the rest with
-    zeros, so a half-copied study would be segmented as if complete. For ``.nii.gz`` the gzip
-    trailer's uncompressed size is compared with the header's, which costs no decompression.
+
+def _damaged(path: Path) -> InputError:
+    return InputError(f"{path} is truncated or damaged (an interrupted copy?): copy it again")
+
+
+def _check_nifti_header(path: Path) -> _NiftiLayout | None:
+    """Parse a NIfTI header and check its size and voxel size before any voxel is read."""
+    try:
+        with _open_stream(path) as stream:
+            layout = _nifti_layout(stream.read(544))
+    except (OSError, EOFError, zlib.error):
+        raise _damaged(path) from None
+    if layout is not None:
+        _check_memory(path, layout.data_bytes, layout.shape)
+        if not all(math.isfinite(size) and size != 0 for size in layout.voxel_size):
+            raise InputError(
+                f"{path} has voxel size {layout.voxel_size} mm in its header (pixdim), which ITK would "
+                "read as 1 mm: fix the header or export the map again"
+            )
+    return layout
+
+
+def _read_matches_stored(path: Path, layout: _NiftiLayout, image: sitk.Image) -> bool:
+    """True when ITK's voxels are byte for byte the ones a ``.nii.gz`` stores, by its gzip CRC.
+
+    The CRC of the header bytes and of ITK's array must equal the gzip trailer's: then the
+    stream is intact and ITK changed no value (it would have zeroed NaN/Inf). It costs one CRC
+    over memory instead of a second decompression. False also for legitimate differences
+    (big-endian data, scaled voxels, several gzip members): the caller then streams the file.
     """
-    name = path.name.lower()
-    if name.endswith(".nii.gz"):
-        with gzip.open(path, "rb") as stream:
-            try:
-                expected = _nifti1_data_end(stream.read(348))
-            except (OSError, EOFError):
-                expected = -1
+    values = sitk.GetArrayViewFromImage(image)
+    if values.nbytes != layout.data_bytes or values.dtype.byteorder == ">":
+        return False
+    try:
+        with _open_stream(path) as stream:
+            crc = zlib.crc32(stream.read(layout.data_offset))
         with open(path, "rb") as raw:
-            raw.seek(-4, os.SEEK_END)
-            stored = struct.unpack("<I", raw.read(4))[0]
-        complete = expected is None or (expected >= 0 and stored == expected % 2**32)
-    elif name.endswith(".nii"):
-        with open(path, "rb") as raw:
-            expected = _nifti1_data_end(raw.read(348))
-        complete = expected is None or path.stat().st_size >= expected
-    else:
-        return
-    if not complete:
-        raise InputError(f"{path} is truncated or damaged (an interrupted copy?): copy it again")
+            raw.seek(-8, os.SEEK_END)
+            stored_crc, stored_size = struct.unpack("<II", raw.read(8))
+    except (OSError, EOFError, zlib.error):
+        return False
+    crc = zlib.crc32(values, crc)
+    return crc == stored_crc and (layout.data_offset + layout.data_bytes) % 2**32 == stored_size
+
+
+def _verify_nifti_data(path: Path, layout: _NiftiLayout) -> None:
+    """Read a NIfTI file's voxels as stored and refuse damage ITK would hide.
+
+    ITK fills a truncated file with zeros, does not check the gzip CRC, and turns NaN and
+    infinite voxels into 0, so a damaged map would be segmented as "no lesion". This reads the
+    raw stream once, in chunks (no second copy of the image in memory): the gzip CRC and
+    length are verified at its end, the data length is compared with the header's, and
+    floating-point voxels are checked to be finite.
+    """
+    non_finite = 0
+    try:
+        with _open_stream(path) as stream:
+            stream.seek(layout.data_offset)
+            remaining = layout.data_bytes
+            while remaining > 0:
+                chunk = stream.read(min(_CHUNK_BYTES, remaining))  # a multiple of 8 bytes but the last
+                if len(chunk) < min(_CHUNK_BYTES, remaining):
+                    raise _damaged(path)
+                remaining -= len(chunk)
+                if layout.float_dtype:
+                    values = np.frombuffer(chunk, dtype=layout.float_dtype)
+                    non_finite += int(values.size - np.count_nonzero(np.isfinite(values)))
+            while stream.read(_CHUNK_BYTES):  # to the end, where gzip checks its CRC and length
+                pass
+    except (OSError, EOFError, zlib.error):
+        raise _damaged(path) from None
+    _refuse_non_finite(path, non_finite)
+
+
+def _refuse_non_finite(path: Path, count: int) -> None:
+    if count:
+        raise InputError(
+            f"{path} holds {count} NaN or infinite voxel(s): "
+            "export the map again with finite values (e.g. 0 outside the brain)"
+        )
+
+
+def _refuse_foreign_format(path: Path) -> None:
+    """An :class:`InputError` when a file named like NIfTI is really something else."""
+    with open(path, "rb") as raw:
+        head = raw.read(132)
+    kind = next((k for signature, k in _FOREIGN_SIGNATURES.items() if head.startswith(signature)), None)
+    if not head:
+        kind = "empty (0 bytes)"
+    elif kind is None and len(head) >= 132 and head[128:132] == b"DICM":
+        kind = "a DICOM file"
+    elif kind is None and path.name.lower().endswith(".nii.gz") and not head.startswith(b"\x1f\x8b"):
+        kind = "not gzip-compressed"
+    if kind is not None:
+        raise InputError(f"{path} is {kind}, not the image its name says: give the NIfTI/NRRD file itself")
+
+
+def memory_budget_bytes() -> int:
+    """Largest image (bytes of voxels) a read may allocate: half of this computer's memory."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX (Windows): assume a 16 GiB machine
+        physical = 16 << 30
+    return int(physical) // 2
+
+
+def _check_header(path: Path) -> None:
+    """Check dimension, size, spacing and memory from the header, before any voxel is read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise InputError(f"cannot read {path}: {first_line}; is the file complete?") from None
+    dimension, size = reader.GetDimension(), reader.GetSize()
+    if dimension not in (3, 4):
+        raise InputError(
+            f"{path} is a {dimension}D image (size {size}): give a 3D map (x, y, z) or a 4D CTP series (x, y, z, t)"
+        )
+    spacing = reader.GetSpacing()
+    if not all(math.isfinite(s) and s > 0 for s in spacing[:3]):
+        raise InputError(f"{path} has voxel spacing {spacing} mm in its header: fix the header (positive mm)")
+    bits = int(re.search(r"(\d+)-bit", sitk.GetPixelIDValueAsString(reader.GetPixelID())).group(1))
+    voxel_bytes = int(np.prod(size, dtype=np.float64)) * reader.GetNumberOfComponents() * bits // 8
+    _check_memory(path, voxel_bytes, size)
+
+
+def _check_memory(path: Path, voxel_bytes: int, size: tuple[int, ...]) -> None:
+    budget = memory_budget_bytes()
+    if voxel_bytes > budget:
+        raise InputError(
+            f"{path} claims {' x '.join(map(str, size))} voxels ({voxel_bytes / 2**30:.1f} GiB), more than this computer can hold "
+            f"({budget / 2**30:.1f} GiB allowed): check the file (a damaged header?), or crop it"
+        )
 
 
 def read_image(path: str | os.PathLike) -> sitk.Image:
-    """Read a NIfTI/NRRD/MetaImage file; an :class:`InputError` naming the file otherwise."""
+    """Read a 3D or 4D NIfTI/NRRD/MetaImage file, refusing damaged ones before it is used.
+
+    The header is checked before any voxel is read (3D or 4D, positive spacing, size within
+    :func:`memory_budget_bytes`). NIfTI voxels must be the stored ones: for ``.nii.gz`` the
+    gzip CRC is taken over ITK's array (:func:`_read_matches_stored`); when it differs, or for
+    ``.nii``, the stored data is streamed to name the fault (:func:`_verify_nifti_data`:
+    damage, or NaN/Inf that ITK would have read as 0). Other formats keep NaN/Inf, so their
+    floating-point voxels are checked after reading.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the fix: missing, not an image, damaged, 2D/5D, too large, NaN/Inf.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"file not found: {path}")
@@ -201,18 +375,73 @@ def read_image(path: str | os.PathLike) -> sitk.Image:
             f"{path.name} is not a NIfTI/NRRD/MetaImage file: give a file ending in "
             + ", ".join(READABLE_SUFFIXES)
         )
-    check_complete(path)
+    _refuse_foreign_format(path)
+    layout = _check_nifti_header(path) if str(path).lower().endswith((".nii", ".nii.gz")) else None
+    _check_header(path)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except RuntimeError as error:
+        if layout is not None:
+            _verify_nifti_data(path, layout)  # names the damage when there is one
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise InputError(f"cannot read {path}: {first_line}; is the file complete?") from None
+    if layout is not None:
+        gzipped = path.name.lower().endswith(".gz")
+        if not (gzipped and _read_matches_stored(path, layout, image)):
+            _verify_nifti_data(path, layout)
+        return image
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        values = sitk.GetArrayViewFromImage(image)
+        _refuse_non_finite(path, sum(int(plane.size - np.count_nonzero(np.isfinite(plane))) for plane in values))
+    return image
 
 
 def read_array(path: str | os.PathLike) -> tuple[np.ndarray, Geometry, sitk.Image]:
     """Read an image file as ``(array, geometry, image)``; see :func:`read_image`."""
     image = read_image(path)
     return sitk.GetArrayFromImage(image), Geometry.from_image(image), image
+
+
+def check_frame_interval(dt_s: float, *, source: str, fix: str = "pass --dt S (seconds between frames)") -> float:
+    """``dt_s`` as float when it is a plausible CTP frame interval in s.
+
+    Raises
+    ------
+    InputError
+        Not a positive finite number, or outside :data:`PLAUSIBLE_FRAME_INTERVAL_S` (milliseconds?); the
+        message names ``source`` (e.g. the file, or ``"--dt"``) and ``fix``.
+    """
+    try:
+        value = float(dt_s)
+    except (TypeError, ValueError):
+        raise InputError(f"{source}: frame interval {dt_s!r} is not a number of seconds: {fix}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"{source}: frame interval {value:g} s is not a positive number of seconds: {fix}")
+    low, high = PLAUSIBLE_FRAME_INTERVAL_S
+    if not low <= value <= high:
+        raise InputError(
+            f"{source}: frame interval {value:g} s is implausible (expected {low:g}-{high:g} s; milliseconds?): {fix}"
+        )
+    return value
+
+
+def checked_frame_interval_s(path: str | os.PathLike, image: sitk.Image, given: float | None = None) -> float:
+    """The frame interval (s) to analyse the 4D CTP ``image`` (read from ``path``) with.
+
+    ``given`` (the ``--dt`` option) wins; otherwise :func:`frame_interval_s` (the header's, as
+    stored). Either must pass :func:`check_frame_interval`.
+
+    Raises
+    ------
+    InputError
+        The interval is missing, not positive, or implausible; the message names ``--dt``.
+    """
+    if given is not None:
+        return check_frame_interval(given, source="--dt", fix="give the seconds between frames, e.g. --dt 1.5")
+    stored = frame_interval_s(path, image)
+    if stored is None:
+        raise InputError(f"{path} records no usable frame interval (pixdim[4] 0, negative or NaN): pass --dt S")
+    return check_frame_interval(stored, source=f"{path} (header)")
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, *, compress: bool = True) -> Path:

@@ -27,6 +27,8 @@ def check_nihss(value, *, what: str = "NIHSS") -> int | None:
     """
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
+    if isinstance(value, bool):  # JSON true/false: Python would read them as 1/0
+        raise InputError(f"{what} {value!r} is not a whole number: give the admission score 0..42")
     try:
         number = float(value)
     except (TypeError, ValueError):

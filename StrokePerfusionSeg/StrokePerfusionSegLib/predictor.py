@@ -124,6 +124,7 @@ def predict(
     """
     start = time.perf_counter()
     spacing = _check_spacing(spacing)
+    check_map_values(images, mip)
     if isinstance(method, str):
         if method != "threshold":
             raise InputError(f"unknown method '{method}': give a model bundle or 'threshold'")
@@ -150,6 +151,43 @@ def _check_spacing(spacing) -> tuple[float, float, float]:
     return values
 
 
+#: Fewest pixels along a slice's rows and columns: smaller grids are no perfusion study.
+MIN_SLICE_PIXELS = 8
+
+
+def check_map_values(images: Mapping[str, np.ndarray], mip: np.ndarray | None = None) -> None:
+    """The input check every method shares: what no real study looks like is refused.
+
+    Each map (and the MIP) must be finite, at least :data:`MIN_SLICE_PIXELS` pixels in-plane
+    and not constant (an all-zero map is an empty export); a scalar CBF must hold positive
+    flow. Without this, a network would turn such input into a plausible "no lesion".
+
+    Raises
+    ------
+    InputError
+        Naming the map and the fix.
+    """
+    given = dict(images) | ({"mip": mip} if mip is not None else {})
+    for name, image in given.items():
+        array = np.asarray(image)
+        colour = is_colour_coded(array)
+        if not colour and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise InputError(f"map '{name}' holds NaN or infinite voxels: replace them (e.g. with 0) before segmenting")
+        shape = array.shape[:3] if colour else array.shape
+        if len(shape) == 3 and min(shape[1:]) < MIN_SLICE_PIXELS:
+            raise InputError(
+                f"map '{name}' has {shape[2]}x{shape[1]} pixels per slice: a perfusion study has at least "
+                f"{MIN_SLICE_PIXELS}x{MIN_SLICE_PIXELS}; give the whole map"
+            )
+        if array.size and array.min() == array.max():
+            raise InputError(
+                f"map '{name}' holds one value everywhere ({array.flat[0]}): it is empty or damaged; export it again"
+            )
+    cbf = given.get("cbf")
+    if cbf is not None and not is_colour_coded(np.asarray(cbf)) and not np.asarray(cbf).max() > 0:
+        raise InputError("map 'cbf' holds no positive flow (all zero or negative): give CBF in ml/100g/min")
+
+
 def _check_nihss(nihss, required: bool, notes: list[str]) -> float | None:
     if nihss is None:
         if required:
@@ -163,13 +201,11 @@ def _check_nihss(nihss, required: bool, notes: list[str]) -> float | None:
 
 
 def _check_grid(images: Mapping[str, np.ndarray], names) -> tuple[int, int, int]:
-    """The common (z, y, x) shape of the named maps; InputError when they differ, are 2D or
-    (scalar maps) hold NaN/inf, found before any slice is processed."""
+    """The common (z, y, x) shape of the named maps; InputError when they differ or are 2D,
+    found before any slice is processed."""
     shapes = {}
     for name in names:
         array = np.asarray(images[name])
-        if not is_colour_coded(array) and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-            raise InputError(f"map '{name}' holds NaN/inf voxels: replace them (e.g. with 0) before segmenting")
         shape = array.shape[:3] if is_colour_coded(array) else array.shape
         if len(shape) != 3:
             raise InputError(
@@ -206,8 +242,8 @@ def _brain_mask(mip, given, images, spacing, grid, notes) -> np.ndarray | None:
         return None
     else:
         mask = _mip_brain_mask(mip if mip is not None else images["mip"], spacing, grid, notes)
-    if not mask.any():
-        notes.append("the brain mask is empty: no brain tissue found, every voxel is background")
+    if not mask.any():  # every method refuses it: "no lesion" would be a silent wrong answer
+        raise InputError("the brain mask is empty (no brain tissue found): check that the MIP is the study's, in HU")
     return mask
 
 

@@ -42,6 +42,10 @@ REGISTRY_FILE = MODELS_DIR / "registry.json"
 CACHE_ENV = "STROKEPERFUSIONSEG_CACHE"
 DOWNLOAD_SCHEMES = ("https", "http", "file")
 _CHUNK = 1 << 20
+#: Most bytes a bundle archive may unpack to (the paper's full-size SF model is 341 MB) and the
+#: most it may expand over its own size (float weights hardly compress; a zip bomb does).
+MAX_UNPACKED_BYTES = 2 << 30
+MAX_EXPANSION = 20
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,26 @@ def load_registry(path: str | os.PathLike = REGISTRY_FILE) -> Registry:
         for item in document.get("models", []):
             entry = RegistryEntry(**item)
             models[check_model_id(entry.id)] = entry
+            if entry.path is not None:
+                _bundled_folder(entry, path)
         default = document.get("default_model_id")
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise InputError(f"model registry {path} is unreadable ({error}): reinstall or fix the file") from None
     if default is not None and default not in models:
         raise InputError(f"model registry {path}: default model '{default}' is not listed in it")
     return Registry(default, models)
+
+
+def _bundled_folder(entry: RegistryEntry, registry_file: Path) -> Path:
+    """The folder of a bundled model: ``path`` must name a folder inside the models folder."""
+    text = entry.path or entry.id
+    inside = isinstance(text, str) and "\\" not in text and not PurePosixPath(text).is_absolute()
+    if not inside or ".." in PurePosixPath(text).parts or PurePosixPath(text) == PurePosixPath("."):
+        raise InputError(
+            f"model registry {registry_file}: path {entry.path!r} of model '{entry.id}' leaves the models "
+            "folder: give a folder name inside it"
+        )
+    return MODELS_DIR / text
 
 
 def default_model_id() -> str | None:
@@ -185,7 +203,7 @@ def _named_or_default(id_or_path, registry: Registry):
 def _installed_bundle(model_id: str, entry: RegistryEntry | None, cache: Path) -> Path | None:
     """The bundle shipped with the package, or a cached copy of the registered version; else None."""
     if entry is not None and entry.bundled:
-        folder = MODELS_DIR / (entry.path or model_id)
+        folder = _bundled_folder(entry, REGISTRY_FILE)
         read_manifest(folder)
         return folder
     cached = cache / model_id
@@ -268,10 +286,15 @@ def download_model(
                 with urllib.request.urlopen(entry.url, timeout=timeout_s) as response:
                     total = response.headers.get("Content-Length") if response.headers else None
                     total = int(total) if total else entry.size_bytes
-                    done = 0
+                    done, limit = 0, entry.size_bytes if entry.size_bytes is not None else MAX_UNPACKED_BYTES
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        output.write(chunk)
                         done += len(chunk)
+                        if done > limit:
+                            raise InputError(
+                                f"download of model '{entry.id}' from {entry.url} goes on past the {limit} bytes "
+                                "the registry gives: stopped; the address serves another file, tell its provider"
+                            )
+                        output.write(chunk)
                         if progress is not None:
                             progress(done, total)
             except (urllib.error.URLError, OSError, ValueError) as error:
@@ -286,11 +309,23 @@ def download_model(
 
 
 def _safe_members(archive: zipfile.ZipFile, source: Path) -> list[zipfile.ZipInfo]:
+    """Members with paths inside the target and a total size a bundle can have (no zip bomb).
+
+    The sizes are the ones the archive declares; zipfile stops each member there and checks
+    its CRC, so a member cannot unpack to more than it declares.
+    """
     members = archive.infolist()
     for member in members:
         name = PurePosixPath(member.filename)
         if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
             raise InputError(f"{source} holds an unsafe path {member.filename!r}: refusing to unpack it")
+    unpacked = sum(member.file_size for member in members)
+    limit = min(MAX_UNPACKED_BYTES, MAX_EXPANSION * source.stat().st_size + (1 << 20))
+    if unpacked > limit:
+        raise InputError(
+            f"{source} would unpack to {unpacked / 2**20:.0f} MiB, more than a model bundle "
+            f"({limit / 2**20:.0f} MiB at most for this archive): refusing it; fetch the bundle from its provider"
+        )
     return members
 
 
@@ -308,8 +343,8 @@ def install_archive(archive: str | os.PathLike, model_id: str, cache_dir: str | 
         try:
             with zipfile.ZipFile(archive) as opened:
                 opened.extractall(staging, members=_safe_members(opened, archive))
-        except zipfile.BadZipFile:
-            raise InputError(f"{archive} is not a zip archive: fetch the model again") from None
+        except (zipfile.BadZipFile, NotImplementedError, EOFError):
+            raise InputError(f"{archive} is not a complete zip archive: fetch the model again") from None
         manifests = sorted(staging.rglob(MANIFEST_FILE))
         if len(manifests) != 1 or len(manifests[0].relative_to(staging).parts) > 2:
             raise InputError(f"{archive} does not hold one model bundle ({MANIFEST_FILE} and weights)")

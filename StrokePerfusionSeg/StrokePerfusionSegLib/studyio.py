@@ -103,19 +103,19 @@ class GridCheck:
 
     def put(self, name: str, values: np.ndarray, geometry: Geometry, origin: str) -> np.ndarray:
         if self.geometry is None:
-            self.geometry, self.shape, self.first = geometry, values.shape, name
+            self.geometry, self.shape, self.first = geometry, values.shape, f"{name.upper()} ({origin})"
             return values
         if values.shape == self.shape and geometry.matches(self.geometry):
             return values
         if not self.resample:
+            differences = ([f"shape {values.shape} vs {self.shape}"] if values.shape != self.shape else [])
             raise InputError(
-                f"{name.upper()} ({origin}) is not on the grid of {self.first.upper()}: shape "
-                f"{values.shape} vs {self.shape}, spacing {tuple(round(s, 3) for s in geometry.spacing)} vs "
-                f"{tuple(round(s, 3) for s in self.geometry.spacing)} mm, origin or direction may differ; "
-                "export all maps on one grid, or allow resampling (--resample)"
+                f"{name.upper()} ({origin}) and {self.first} are on different grids "
+                f"({'; '.join(differences + geometry.differences(self.geometry))}); export all maps on one grid, "
+                "or, only if both come from one acquisition of this patient, allow resampling (--resample)"
             )
         resampled = imageio.resample_onto(values.astype(np.float32), geometry, self.geometry, self.shape)
-        note = f"{name.upper()} ({origin}): resampled linearly onto the {self.first.upper()} grid"
+        note = f"{name.upper()} ({origin}): resampled linearly onto the grid of {self.first}"
         log.warning(note)
         self.notes.append(note)
         return resampled.astype(np.float32)
@@ -216,9 +216,7 @@ def _from_ctp_file(path, dt_s, grid: GridCheck, notes, *, perfusion_method, prog
     image = imageio.read_image(path)
     if image.GetDimension() != 4:
         raise InputError(f"{Path(path).name} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t)")
-    frame_interval = float(dt_s) if dt_s is not None else imageio.frame_interval_s(path, image)
-    if frame_interval is None or not frame_interval > 0:
-        raise InputError(f"{Path(path).name} has no usable frame interval: give --dt SECONDS")
+    frame_interval = imageio.checked_frame_interval_s(path, image, dt_s)
     geometry = Geometry.from_image(image)
     computed = _maps_from_ctp(
         sitk.GetArrayViewFromImage(image), frame_interval, geometry, perfusion_method, progress, cancel, timings

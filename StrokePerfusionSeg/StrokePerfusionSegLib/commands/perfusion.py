@@ -78,23 +78,6 @@ def _aif_voxel(text: str | None):
     return index
 
 
-def _frame_interval(path, image, given: float | None) -> float:
-    from ..errors import InputError
-    from ..imageio import PLAUSIBLE_FRAME_INTERVAL_S, frame_interval_s
-
-    dt_s = given if given is not None else frame_interval_s(path, image)
-    if dt_s is None:
-        raise InputError("the file does not record the frame interval: pass --dt S (seconds)")
-    if not dt_s > 0:
-        raise InputError(f"frame interval must be a positive number of seconds, got {dt_s:g}: pass --dt S")
-    low, high = PLAUSIBLE_FRAME_INTERVAL_S
-    if not low <= dt_s <= high:
-        raise InputError(
-            f"frame interval {dt_s:g} s is implausible (expected {low:g}-{high:g} s; milliseconds?): pass --dt S"
-        )
-    return float(dt_s)
-
-
 def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -123,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(
             f"{source.name} is {image.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
         )
-    dt_s = _frame_interval(source, image, args.dt)
+    dt_s = imageio.checked_frame_interval_s(source, image, args.dt)
     geometry = imageio.Geometry.from_image(image)
     ctp = sitk.GetArrayViewFromImage(image)
     smoothing = DEFAULT_SMOOTHING_MM if args.smoothing_mm is None else args.smoothing_mm

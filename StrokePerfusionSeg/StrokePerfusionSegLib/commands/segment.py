@@ -153,18 +153,33 @@ def ensure_writable(folder: Path) -> None:
 
 
 def single_job(args):
-    """The one study named by --case, --dicom, --ctp or the map files."""
+    """The one study named by --case, --dicom, --ctp or the map files, named after it.
+
+    The id is the resolved name (``--case .`` is named after the current folder; map files
+    after the folder holding them); a name that is no plain folder name is refused.
+    """
     from ..batch import Job
+    from ..studyid import study_id_from_path
 
     if args.case:
-        return Job(Path(args.case).name, {"case_dir": Path(args.case)}, args.nihss)
+        return Job(study_id_from_path(args.case), {"case_dir": Path(args.case)}, args.nihss)
     if args.dicom:
-        return Job(Path(args.dicom).name, {"dicom_dir": Path(args.dicom)}, args.nihss)
+        return Job(study_id_from_path(args.dicom), {"dicom_dir": Path(args.dicom)}, args.nihss)
     if args.ctp:
-        return Job(Path(args.ctp).name.split(".")[0], {"ctp_file": Path(args.ctp), "dt_s": args.dt}, args.nihss)
+        return Job(study_id_from_path(args.ctp), {"ctp_file": Path(args.ctp), "dt_s": args.dt}, args.nihss)
     files = {name: Path(getattr(args, name)) for name in MAP_NAMES if getattr(args, name)}
-    study_id = next(iter(files.values())).resolve().parent.name  # the folder holding the maps
-    return Job(study_id, {"map_files": files}, args.nihss)
+    return Job(study_id_from_path(next(iter(files.values())).resolve().parent), {"map_files": files}, args.nihss)
+
+
+def check_batch_output(batch: str, out: Path) -> None:
+    """Refuse a batch output folder that is the batch folder or lies inside it.
+
+    Results and summary.csv would be written among the inputs (and taken for studies by the
+    next run); with --overwrite a study's results would replace the study itself.
+    """
+    source = Path(batch).resolve()
+    if source.is_dir() and (out.resolve() == source or source in out.resolve().parents):
+        raise InputError(f"--out {out} lies in the batch folder {batch}: choose an output folder outside it")
 
 
 def check_options(args, formats: tuple[str, ...] | None) -> None:
@@ -214,6 +229,8 @@ def run(args) -> int:
     check_options(args, requested)
     jobs = batch.collect_jobs(args.batch) if args.batch else [single_job(args)]
     out = Path(args.out)
+    if args.batch:
+        check_batch_output(args.batch, out)
     ensure_writable(out)
     method = resolve_method(THRESHOLD if args.method == "threshold" else args.model)
     options = dict(formats=requested, series_map=series_map, resample=args.resample,

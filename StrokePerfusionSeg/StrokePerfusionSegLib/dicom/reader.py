@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from ..imageio import Geometry
+from ..imageio import Geometry, check_frame_interval
 from ..mapspecs import map_spec
 from ..colourcoding import decode_colour_input
 from .scan import Series
@@ -92,5 +92,8 @@ def read_ctp_series(series: Series) -> SeriesVolume:
     if is_colour(stack.headers[0][0]):
         raise InputError(f"{series.label} is a colour image series, not a raw CTP in HU")
     ctp = np.stack([read_volume(frame) for frame in stack.headers])
-    dt_s = float(np.median(np.diff(stack.times_s)))
+    dt_s = check_frame_interval(
+        float(np.median(np.diff(stack.times_s))), source=series.label,
+        fix="check the series' AcquisitionTime/ContentTime (or export the CTP as NIfTI and give --dt)",
+    )
     return SeriesVolume(ctp, stack.geometry, stack.headers[0], "ctp", dt_s=dt_s)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError
 from ..mapspecs import MAP_NAMES
 from .scan import ScanResult, Series
-from .volume import is_colour
+from .volume import check_one_acquisition, is_colour
 
 #: The key a manual mapping uses for the raw CTP series.
 CTP = "ctp"
@@ -111,6 +111,12 @@ def recognise_series(scan: ScanResult, manual: Mapping[str, str] | None = None) 
     Recognition
         When two series carry the same map name, the quantitative (grayscale) one is taken and
         a note says so; two of the same kind is an :class:`InputError` asking for ``--map``.
+
+    Raises
+    ------
+    InputError
+        Also when the recognised series belong to different patients or studies, or the map
+        series to different frames of reference (see :func:`check_one_acquisition`).
     """
     recognition = Recognition()
     taken: set[str] = set()
@@ -151,4 +157,7 @@ def recognise_series(scan: ScanResult, manual: Mapping[str, str] | None = None) 
             recognition.notes.append(f"{name}: took the quantitative series over its colour-coded copy")
             found = grayscale
         recognition.maps[name] = found[0]
+    # The maps are combined voxel by voxel; the CTP stands in for them when they are missing.
+    check_one_acquisition(list(recognition.maps.values()), combined=True)
+    check_one_acquisition([*recognition.maps.values(), *([recognition.ctp] if recognition.ctp else [])], combined=False)
     return recognition

@@ -65,6 +65,44 @@ class ScanResult:
         return "; ".join(f"{s.label}, {len(s.headers)} files" for s in self.series)
 
 
+#: Attributes the reader uses, with the type each value must convert to. They are converted
+#: once here, so that a damaged value (an unknown VR, "abc" for a number) is reported naming
+#: the file instead of failing deep inside the reading.
+READ_ATTRIBUTES = {
+    "SeriesInstanceUID": str, "SeriesDescription": str, "SeriesNumber": int, "SOPInstanceUID": str,
+    "PatientID": str, "StudyInstanceUID": str, "FrameOfReferenceUID": str, "Modality": str,
+    "Rows": int, "Columns": int, "SamplesPerPixel": int, "BitsAllocated": int, "NumberOfFrames": int,
+    "PhotometricInterpretation": str, "PixelSpacing": float, "ImagePositionPatient": float,
+    "ImageOrientationPatient": float, "SliceThickness": float, "SpacingBetweenSlices": float,
+    "RescaleSlope": float, "RescaleIntercept": float, "RescaleType": str, "Units": str,
+    "AcquisitionTime": str, "ContentTime": str, "TemporalPositionIdentifier": int,
+}
+#: Largest Rows or Columns accepted (CT images are 512 or 1024; 65535 is a damaged header).
+MAX_MATRIX = 4096
+
+
+def _check_values(header: pydicom.Dataset, path: Path) -> None:
+    """Raise :class:`InputError` naming ``path`` when a used attribute does not convert."""
+    for keyword, kind in READ_ATTRIBUTES.items():
+        try:
+            value = header.get(keyword)
+            if value in (None, ""):
+                continue
+            values = value if isinstance(value, pydicom.multival.MultiValue) else [value]
+            [kind(v) for v in values]
+        except Exception as error:  # any failure of pydicom's or Python's conversion is damage
+            raise InputError(
+                f"{path}: {keyword} holds an invalid value ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:80] if str(error) else 'unreadable'}); re-export the series or remove the file"
+            ) from None
+    for keyword in ("Rows", "Columns"):
+        if keyword in header and not 0 < int(header.get(keyword)) <= MAX_MATRIX:
+            raise InputError(
+                f"{path}: {keyword} {int(header.get(keyword))} is not an image size (1..{MAX_MATRIX}); "
+                "the header is damaged: re-export the series"
+            )
+
+
 def _is_image(header: pydicom.Dataset) -> bool:
     return "SeriesInstanceUID" in header and "Rows" in header and "Columns" in header
 
@@ -95,9 +133,14 @@ def scan_folder(folder: str | os.PathLike) -> ScanResult:
         except (InvalidDicomError, EOFError, OSError, ValueError, TypeError) as error:
             skipped.append((path, f"not a readable DICOM file ({type(error).__name__})"))
             continue
-        if not _is_image(header):
+        try:
+            is_image = _is_image(header)
+        except Exception as error:  # a damaged element before the ones _is_image reads
+            raise InputError(f"{path}: damaged DICOM header ({type(error).__name__}); remove the file") from None
+        if not is_image:
             skipped.append((path, "DICOM object without image (e.g. DICOMDIR or report)"))
             continue
+        _check_values(header, path)
         uid = str(header.SeriesInstanceUID)
         if uid not in series:
             number = header.get("SeriesNumber")

@@ -85,6 +85,7 @@ def _check_uniform(headers, series: Series) -> np.ndarray:
             f"{series.label} is a multi-frame (enhanced) object, which is not supported: "
             "export classic single-frame images"
         )
+    check_one_acquisition([series], combined=True)
     orientation = _orientation(headers[0], series)
     sizes = {(int(h.Rows), int(h.Columns)) for h in headers}
     spacings = {tuple(round(float(v), 4) for v in h.get("PixelSpacing", (1.0, 1.0))) for h in headers}
@@ -102,6 +103,42 @@ def _check_uniform(headers, series: Series) -> np.ndarray:
     if "PixelSpacing" not in headers[0]:
         raise InputError(f"{series.label} has no PixelSpacing: export the maps with their pixel size")
     return orientation
+
+
+#: What identifies the patient, the study and the scanner's coordinate system of an image.
+IDENTITY_ATTRIBUTES = ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID")
+
+
+def check_one_acquisition(series_list, *, combined: bool) -> None:
+    """Refuse series of different patients or studies (and, when ``combined``, coordinate systems).
+
+    Images of two patients at the same position would otherwise be segmented together with
+    plausible but wrong results. ``combined`` series are put on one grid voxel by voxel, so
+    they must also share the FrameOfReferenceUID; series used one instead of another (maps or
+    the CTP they came from) need only the same patient and study. Absent values are not
+    compared (anonymised exports may drop them).
+
+    Raises
+    ------
+    InputError
+        Naming the attribute, the series and the fix; never the patient's values.
+    """
+    keywords = IDENTITY_ATTRIBUTES if combined else IDENTITY_ATTRIBUTES[:2]
+    for keyword in keywords:
+        found = {}
+        for series in series_list:
+            for header in series.headers:
+                value = str(header.get(keyword, "") or "").strip()
+                if value:
+                    found.setdefault(value, series)
+        if len(found) > 1:
+            labels = "; ".join(dict.fromkeys(s.label for s in found.values()))
+            why, fix = (
+                ("lie in different coordinate systems", "export all maps of one acquisition")
+                if keyword == "FrameOfReferenceUID"
+                else ("are not one patient's study", "put each study in its own folder and give that folder")
+            )
+            raise InputError(f"images of different {keyword}s would be combined ({labels}): they {why}; {fix}")
 
 
 def _slice_spacing(positions: np.ndarray, series: Series, header) -> float:
@@ -223,14 +260,48 @@ def stack_series(series: Series) -> SliceStack:
     return SliceStack(geometry, stack, times_s=times_s - times_s[0])
 
 
+def _check_pixel_data(dataset, path) -> None:
+    """Refuse pixel data that is missing or longer/shorter than Rows x Columns say.
+
+    pydicom only warns when an uncompressed image holds more bytes than its header describes
+    (e.g. Columns one too small) and then returns a skewed image; that must never be segmented.
+    """
+    if "PixelData" not in dataset:
+        raise InputError(f"{path} holds no pixel data (a damaged or truncated file?): re-export the series")
+    if dataset.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian).is_compressed:
+        return
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    expected = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1)) * frames
+    expected = expected * int(dataset.get("BitsAllocated", 16)) // 8
+    stored = len(dataset.PixelData)
+    if stored not in (expected, expected + 1):  # one byte of padding to an even length
+        raise InputError(
+            f"{path} holds {stored} bytes of pixel data but its header (Rows {int(dataset.Rows)}, Columns "
+            f"{int(dataset.Columns)}) describes {expected}: the header does not match the image; re-export the series"
+        )
+
+
 def read_pixels(header) -> np.ndarray:
     """Pixel data of one instance: float32 (rows, cols) after rescale, or uint8 (rows, cols, 3).
 
     Grayscale values get ``RescaleSlope``/``RescaleIntercept``; RGB/YBR images come back as
     RGB; PALETTE COLOR images are expanded through their palette (16-bit palettes scaled to 8).
+
+    Raises
+    ------
+    InputError
+        No pixel data, pixel data that does not match Rows x Columns, or data that does not
+        decode; the message names the file.
     """
     dataset = pydicom.dcmread(header.filename)
-    pixels = dataset.pixel_array
+    _check_pixel_data(dataset, header.filename)
+    try:
+        pixels = dataset.pixel_array
+    except (ValueError, NotImplementedError, RuntimeError) as error:
+        raise InputError(
+            f"{header.filename}: cannot decode its pixel data ({str(error).splitlines()[0][:100]}); "
+            "re-export the series uncompressed"
+        ) from None
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "PALETTE COLOR":
         rgb = apply_color_lut(pixels, dataset)

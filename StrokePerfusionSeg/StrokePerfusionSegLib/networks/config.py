@@ -58,6 +58,8 @@ class ModelConfig:
     encoding: str = "rgb"
 
     def __post_init__(self):
+        if not (isinstance(self.inputs, (list, tuple)) and all(isinstance(name, str) for name in self.inputs)):
+            raise InputError(f"model inputs {self.inputs!r} are not a list of map names: e.g. cbf,cbv,ttp,tmax")
         object.__setattr__(self, "inputs", tuple(self.inputs))
         if self.arch not in ARCHITECTURES:
             raise InputError(
