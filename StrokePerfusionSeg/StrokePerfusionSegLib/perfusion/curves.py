@@ -2,7 +2,7 @@
 
 :func:`deconvolve_curves` is the curve-level entry point; :func:`build_estimator` prepares a
 method once per AIF so that :func:`~StrokePerfusionSegLib.perfusion.compute_perfusion_maps`
-can apply it to every slice. Both give the maps of DESIGN.md section 5:
+can apply it to every slice. Both give the maps defined in docs/perfusion.md ("Method"):
 
 * ``cbf = kh / rho * 6000 * F`` (ml/100g/min), ``F`` the flow-scaled residue's height (1/s);
 * ``cbv = kh / rho * 100 * area(conc) / area(aif)`` (ml/100g); the model fit uses ``F * MTT``;

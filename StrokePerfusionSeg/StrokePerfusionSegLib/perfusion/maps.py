@@ -4,7 +4,7 @@ Steps: validate; MIP and brain mask; bolus and baseline on the mean brain curve;
 (automatic or given) and its VOF partial-volume scale; optional in-plane smoothing and
 deconvolution of the brain voxels, slice by slice, by :mod:`.curves` (the code path of
 :func:`~StrokePerfusionSegLib.perfusion.deconvolve_curves`), which gives the maps by the
-definitions of DESIGN.md section 5 (see :mod:`..tracer`).
+definitions of docs/perfusion.md, "Method" (see :mod:`..tracer`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Vectorised in two passes, each one matrix product per group of voxels:
    AIF voxel downstream of it precedes) to :data:`MAX_DELAY_S`, to place each voxel's arrival;
 2. fine: every shape at sub-frame delays around that arrival, one product per arrival.
 
-The maps follow the definitions of DESIGN.md section 5 with the fitted parameters: CBF
+The maps follow the definitions of docs/perfusion.md ("Method") with the fitted parameters: CBF
 ``= kh/rho * 6000 * F``, CBV ``= kh/rho * 100 * F * MTT`` (the model extrapolates the washout a
 short series misses), MTT, and Tmax ``=`` the delay (every family's residue peaks at arrival).
 """
