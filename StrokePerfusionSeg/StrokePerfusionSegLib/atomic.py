@@ -192,7 +192,10 @@ def check_output_target(target: str | os.PathLike, *, overwrite: bool = False) -
     if target.exists() and not target.is_dir():
         raise InputError(f"output {target} exists and is not a folder: remove it or choose another output folder")
     if target.exists() and not overwrite:
-        raise InputError(f"output folder {target} already exists: remove it or choose another")
+        raise InputError(
+            f"output folder {target} already exists: remove it, choose another output folder, or overwrite it "
+            "(--overwrite)"
+        )
     return target
 
 

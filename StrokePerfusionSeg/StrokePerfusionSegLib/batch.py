@@ -195,10 +195,7 @@ def segment_job(job: Job, method, out: Path, *, formats=None, series_map=None, r
 
     if job.problem:
         raise InputError(job.problem)
-    target = out / check_study_id(job.study_id, source=job.id_source)
-    if target.is_dir() and not target.is_symlink() and not overwrite:
-        raise InputError(f"{target} already exists: remove it, choose another --out, or add --overwrite")
-    check_output_target(target, overwrite=overwrite)
+    target = check_output_target(out / check_study_id(job.study_id, source=job.id_source), overwrite=overwrite)
     check_apart(target, job.input_paths())
     extra = {"series_map": series_map} if "dicom_dir" in job.source else {}
     with folder_lock(target):

@@ -319,8 +319,6 @@ def write_outputs(
 
     study = result.study
     target = Path(target)
-    if target.exists() and not overwrite:
-        raise InputError(f"{target} already exists: remove it, choose another output folder, or overwrite")
     formats = formats_for(study, formats)
     names = output_names(study.study_id, formats)
     timings = dict(result.timings)
