@@ -73,7 +73,7 @@ def test_slice_dataset_encodes_resizes_and_weights_nonlvo(tiny_cohort):
     cases = [data.load_training_case(r, PMS, use_nihss=True) for r in records]
     model_config = _config().model_config()
     dataset = data.SliceDataset(cases, model_config)
-    assert len(dataset) == sum(c.label.shape[0] for c in cases)
+    assert len(dataset) == sum(c.slices.shape[0] for c in cases)
     item = dataset[0]
     assert item["images"].shape == (4, 3, 32, 32) and item["images"].dtype == torch.float32
     assert item["target"].shape == (32, 32) and int(item["target"].max()) <= 3

@@ -1,4 +1,4 @@
-"""Two gloo processes under torchrun train the same model as one process."""
+"""Two gloo processes under torchrun, streaming slices from disk, train the same model as one process in memory."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
          "-m", "strokeperfusionseg_training", "fit", str(tmp_path / "config.json"), "--cohort", str(cases),
-         "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress"],
+         "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-progress", "--set", "streaming=true"],
         capture_output=True, text=True, env=environment, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -37,6 +37,8 @@ def test_two_process_gloo_run_matches_one_process(tiny_cohort, tmp_path):
     assert len(single) == len(ddp) == 2
     for a, b in zip(single, ddp):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_loss"] - b["val_loss"]) < 1e-4
+    # The ranks built the slice cache beside the case list: one folder per case.
+    assert len(list((tmp_path / ".slice-cache").iterdir())) == 3
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["device"] == "cpu x2"
     a = RunCheckpoints(tmp_path / "single").load_last()["model"]

@@ -74,6 +74,15 @@ class TrainConfig:
         ``bf16`` (autocast on CPU or GPU) or ``fp16`` (GPU AMP with gradient scaling).
     num_workers : int
         Data-loader worker processes.
+    streaming : bool
+        Read training slices from disk on demand (a slice cache of uncompressed arrays, built
+        once) instead of holding every case in memory: for cohorts larger than memory. Same
+        items, same result (``strokeperfusionseg_training.slicecache``).
+    slice_cache_dir : str or None
+        Where the slice cache lives; None: ``.slice-cache`` in the cohort folder (or beside the
+        CSV case list).
+    cache_mb : float
+        Bound of the in-memory cache of recently read slices when streaming, per process (MiB).
     split_fractions : list of float
         Train/val/test fractions used when the source has no split or ``resplit`` is set.
     resplit : bool
@@ -104,6 +113,9 @@ class TrainConfig:
     deterministic: bool = True
     precision: str = "auto"
     num_workers: int = 0
+    streaming: bool = False
+    slice_cache_dir: str | None = None
+    cache_mb: float = 512.0
     split_fractions: list = field(default_factory=lambda: [0.58, 0.20, 0.22])
     resplit: bool = False
 
@@ -120,6 +132,8 @@ class TrainConfig:
             raise InputError("batch_size, max_epochs and patience must be >= 1 and lr > 0")
         if self.ftl_gamma <= 0:
             raise InputError(f"ftl_gamma must be positive (e.g. 4/3), got {self.ftl_gamma}")
+        if self.cache_mb < 0:
+            raise InputError(f"cache_mb must be >= 0 (MiB of recently read slices kept in memory), got {self.cache_mb}")
         if len(self.class_weights) != 4:
             raise InputError(f"class_weights needs 4 values (background, brain, penumbra, core), got {self.class_weights}")
 

@@ -10,7 +10,9 @@ one grid per case, labels in 0..3 and defined by the case's label scheme
 model reads it, no empty split. Cases of public datasets whose group is not known carry the
 group ``unknown``.
 
-The network sees 2D axial slices. :class:`SliceDataset` keeps each case's maps in memory and
+The network sees 2D axial slices. A case's slices come from a slice source: :class:`ArraySlices`
+holds its maps in memory; :class:`~strokeperfusionseg_training.slicecache.DiskSlices` reads them
+from disk on demand (``streaming``, for cohorts larger than memory). :class:`SliceDataset`
 encodes one slice per item with the predictor's
 :func:`StrokePerfusionSegLib.predictor.network_input`, so the same encoding and resampling
 serve training and prediction. Items are addressed by ``(slice_index,
@@ -174,23 +176,57 @@ def stratified_split(
     return [replace(r, split=split_of[r.folder]) for r in records]
 
 
+class ArraySlices:
+    """A case's input maps and label held in memory.
+
+    Parameters
+    ----------
+    images : dict of str to ndarray
+        Map name -> (z, y, x) float32 in the map's unit.
+    label : ndarray
+        (z, y, x) uint8, 0..3.
+    """
+
+    def __init__(self, images: dict[str, np.ndarray], label: np.ndarray):
+        self.images, self.label = images, label
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.label.shape)
+
+    def lesion_slices(self) -> list[bool]:
+        """Per axial slice: does it hold penumbra or core?"""
+        return [slice_has_lesion(plane) for plane in self.label]
+
+    def read(self, z: int, names) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Slice ``z``: ``{name: (1, y, x) float32}`` of ``names`` and the (y, x) label."""
+        return {n: self.images[n][z:z + 1] for n in names}, self.label[z]
+
+
 @dataclass
 class TrainingCase:
-    """One patient loaded for training: the input maps, the label and what its values mean."""
+    """One patient ready for training: where its slices come from and what its label values mean.
+
+    ``slices`` is an :class:`ArraySlices` (in memory) or a
+    :class:`~strokeperfusionseg_training.slicecache.DiskSlices` (read on demand).
+    """
 
     record: CaseRecord
-    images: dict[str, np.ndarray]  # map name -> (z, y, x) float32 in the map's unit
-    label: np.ndarray  # (z, y, x) uint8, 0..3
+    slices: object
     scheme: LabelScheme = label_scheme(None)
 
 
-def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: bool) -> TrainingCase:
-    """Read and check one case; :class:`InputError` naming the case and the fix otherwise."""
+def check_nihss_present(record: CaseRecord, *, use_nihss: bool) -> None:
+    """:class:`InputError` when the model reads the NIHSS and the case has none."""
     if use_nihss and record.nihss is None:
         raise InputError(
             f"case {record.case_id}: NIHSS is missing but the model reads it; "
             "add it to case.json/cohort.json/the CSV or train without NIHSS"
         )
+
+
+def read_training_arrays(record: CaseRecord, inputs: Sequence[str]) -> tuple[ArraySlices, LabelScheme]:
+    """Read and check one case's input maps and label; :class:`InputError` naming the case and the fix."""
     case = casefolder.load_case(record.folder, maps=tuple(inputs), with_label=True)
     if case.label is None:
         raise InputError(
@@ -207,7 +243,28 @@ def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: 
             "leave it out of training"
         )
     scheme.check_values(case.label, f"case {record.case_id}")
-    return TrainingCase(record, dict(case.maps), case.label, scheme)
+    return ArraySlices(dict(case.maps), case.label), scheme
+
+
+def load_training_case(record: CaseRecord, inputs: Sequence[str], *, use_nihss: bool) -> TrainingCase:
+    """Read and check one case into memory; :class:`InputError` naming the case and the fix otherwise."""
+    check_nihss_present(record, use_nihss=use_nihss)
+    slices, scheme = read_training_arrays(record, inputs)
+    return TrainingCase(record, slices, scheme)
+
+
+def records_by_split(records: Sequence[CaseRecord], splits: Sequence[str]) -> dict[str, list[CaseRecord]]:
+    """The records of each of ``splits``; :class:`InputError` when a case has no split or a split is empty."""
+    missing_split = [r.case_id for r in records if r.split is None]
+    if missing_split:
+        raise InputError(
+            f"case {missing_split[0]} has no split; give every case one or let the trainer split (--set resplit=true)"
+        )
+    chosen = {split: [r for r in records if r.split == split] for split in splits}
+    for split, members in chosen.items():
+        if not members:
+            raise InputError(f"the {split} split is empty; add cases to it or re-split the cohort (--set resplit=true)")
+    return chosen
 
 
 def load_training_cases(
@@ -217,24 +274,14 @@ def load_training_cases(
     use_nihss: bool,
     splits: Sequence[str] = ("train", "val"),
 ) -> dict[str, list[TrainingCase]]:
-    """Load and check every case of ``splits``, before any training starts.
+    """Load and check every case of ``splits`` into memory, before any training starts.
 
     Returns
     -------
     dict of split name to list of TrainingCase
     """
-    missing_split = [r.case_id for r in records if r.split is None]
-    if missing_split:
-        raise InputError(
-            f"case {missing_split[0]} has no split; give every case one or let the trainer split (--set resplit=true)"
-        )
-    loaded = {}
-    for split in splits:
-        chosen = [r for r in records if r.split == split]
-        if not chosen:
-            raise InputError(f"the {split} split is empty; add cases to it or re-split the cohort (--set resplit=true)")
-        loaded[split] = [load_training_case(r, inputs, use_nihss=use_nihss) for r in chosen]
-    return loaded
+    return {split: [load_training_case(r, inputs, use_nihss=use_nihss) for r in chosen]
+            for split, chosen in records_by_split(records, splits).items()}
 
 
 def slice_has_lesion(label_slice: np.ndarray) -> bool:
@@ -282,6 +329,7 @@ class SliceDataset:
     Parameters
     ----------
     cases : list of TrainingCase
+        In memory or read from disk per item (their ``slices``); the items are the same.
     model_config : ModelConfig
         Its ``inputs`` (branch order), ``encoding`` and ``image_size`` decide the items. Slices
         whose in-plane size differs are padded to a square and resized exactly as the
@@ -314,13 +362,13 @@ class SliceDataset:
                                             num_classes=model_config.num_classes, nonlvo_multiplier=nonlvo_weight)
         self.class_sets = [torch.from_numpy(c.scheme.class_sets()) for c in self.cases]
         padding = padding_values(model_config)
-        self.resamplers = [SliceResampler(c.label.shape[1:], model_config.image_size, padding) for c in self.cases]
+        self.resamplers = [SliceResampler(c.slices.shape[1:], model_config.image_size, padding) for c in self.cases]
         self.augmentation = augmentation
         self.slices = [
             (c, z)
             for c, case in enumerate(self.cases)
-            for z in range(case.label.shape[0])
-            if not lesion_slices_only or slice_has_lesion(case.label[z])
+            for z, has_lesion in enumerate(case.slices.lesion_slices())
+            if not lesion_slices_only or has_lesion
         ]
         if not self.slices:
             raise InputError("no training slice left (every slice lesion-free?); keep lesion-free slices")
@@ -352,9 +400,9 @@ class SliceDataset:
         index, augmentation_seed = key if isinstance(key, tuple) else (key, None)
         case_index, z = self.slices[index]
         case, resampler = self.cases[case_index], self.resamplers[case_index]
-        chunk = {n: case.images[n][z:z + 1] for n in self.config.inputs}
+        chunk, label = case.slices.read(z, self.config.inputs)
         images = network_input(chunk, self.config, resampler, "cpu")[0]
-        target = self._resize_label(torch.from_numpy(case.label[z].astype(np.int64)), resampler)
+        target = self._resize_label(torch.from_numpy(label.astype(np.int64)), resampler)
         if self.augmentation is not None and augmentation_seed is not None:
             images, target = self.augmentation(images, target, augmentation_seed)
         return {

@@ -42,7 +42,7 @@ from .config import TrainConfig
 log = logging.getLogger(__name__)
 
 #: Config settings a resumed run may change (they do not change what is learned).
-RESUMABLE_CHANGES = ("max_minutes", "num_workers", "max_epochs")
+RESUMABLE_CHANGES = ("max_minutes", "num_workers", "max_epochs", "streaming", "slice_cache_dir", "cache_mb")
 METRICS_FIELDS = ("stage", "epoch", "train_loss", "val_loss", "lr", "seconds", "best")
 
 
@@ -246,9 +246,8 @@ class _Fitter:
         self.progress = progress and dist.is_main
         self.model_config = config.model_config()
         records = prepare_records(config, source)
-        loaded = data.load_training_cases(records, self.model_config.inputs,
-                                          use_nihss=self.model_config.use_nihss)
         self.records = records
+        loaded = self._load_cases(source)
         augmentation = data.Augmentation(config.rotations, config.flips, config.intensity_jitter)
         self.train_set = data.SliceDataset(loaded["train"], self.model_config, augmentation=augmentation,
                                            lesion_slices_only=config.lesion_slices_only,
@@ -264,6 +263,17 @@ class _Fitter:
             raise InputError(f"{self.run_dir} already holds a run; resume it or train into a new folder")
 
     # -- set-up -------------------------------------------------------------------------------
+    def _load_cases(self, source) -> dict:
+        """Train and val cases, checked: in memory, or from the slice cache when streaming."""
+        inputs, use_nihss = self.model_config.inputs, self.model_config.use_nihss
+        if not self.config.streaming:
+            return data.load_training_cases(self.records, inputs, use_nihss=use_nihss)
+        from .slicecache import default_cache_dir, load_streamed_cases
+
+        cache_dir = self.config.slice_cache_dir or default_cache_dir(source)
+        return load_streamed_cases(self.records, inputs, cache_dir, use_nihss=use_nihss, cache_mb=self.config.cache_mb,
+                                   rank=self.dist.rank, world_size=self.dist.world_size)
+
     def _write_run_files(self) -> None:
         if not self.dist.is_main:
             return
