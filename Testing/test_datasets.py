@@ -191,6 +191,26 @@ def test_isles2024_readme_variant_with_csv_tables(phantom_cases, tmp_path):
     assert case.nihss == phantom_cases[0].nihss and case.label is not None
 
 
+def test_isles2024_reperfusion_decides_what_the_infarct_means(phantom_cases, tmp_path):
+    root = lookalike.write_isles2024(phantom_cases, tmp_path / "isles24", table="csv", mtici=["2b", "1"])
+    out = convert_dataset(dataset_reader("isles2024"), root, tmp_path / "cohort")
+    good, poor = load_case(out / "sub-stroke0001"), load_case(out / "sub-stroke0002")
+    assert good.meta["reperfusion"] == {"mtici": "2b", "reperfused": True, "as_written": "2b",
+                                        "source": "sub-stroke0001_ses-02_outcome.csv: mTICI"}
+    assert good.meta["label_scheme"] == "final_infarct_reperfused" and "good reperfusion" in good.meta["label_meaning"]
+    np.testing.assert_array_equal(good.label == CORE, phantom_cases[0].label == CORE)
+    assert poor.meta["reperfusion"]["reperfused"] is False and poor.meta["label_scheme"] == "final_infarct_not_reperfused"
+    np.testing.assert_array_equal(poor.label == CORE, np.isin(phantom_cases[1].label, (PENUMBRA, CORE)))
+
+    root = lookalike.write_isles2024(phantom_cases, tmp_path / "isles24-unknown", mtici=[2.0, None])  # Excel cells
+    out = convert_dataset(dataset_reader("isles2024"), root, tmp_path / "cohort-unknown")
+    no_subgrade, empty = load_case(out / "sub-stroke0001"), load_case(out / "sub-stroke0002")
+    assert no_subgrade.meta["label_scheme"] == empty.meta["label_scheme"] == "final_infarct"
+    assert no_subgrade.meta["reperfusion"]["as_written"] == "2" and any("'2'" in n and "not a full grade" in n
+                                                                        for n in no_subgrade.meta["notes"])
+    assert any("no grade in sub-stroke0002_ses-02_outcome.xlsx: mTICI" in n for n in empty.meta["notes"])
+
+
 @pytest.mark.parametrize("mutate, message", [
     (lambda r: (r / "derivatives/sub-stroke0001/ses-01/sub-stroke0001_ses-01_space-ncct_ctp.json").write_text("{bad"),
      "not valid JSON"),

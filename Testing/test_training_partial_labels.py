@@ -129,6 +129,46 @@ def test_final_infarct_is_scored_against_core_and_core_plus_penumbra():
     assert rows[0]["infarct_vs_core_penumbra_dice"] == 1.0
 
 
+def test_reperfusion_decides_the_expected_target_and_final_infarct_schemes_mix():
+    from types import SimpleNamespace
+
+    truth = np.full((1, 10, 10), BRAIN, np.uint8)
+    truth[0, :4] = CORE  # the stored final infarct
+    predicted = np.full_like(truth, BRAIN)
+    predicted[0, :2] = CORE
+    predicted[0, 2:4] = PENUMBRA
+    names = {"good": "final_infarct_reperfused", "poor": "final_infarct_not_reperfused", "unknown": "final_infarct"}
+    cases = [(None, SimpleNamespace(meta={"label_scheme": name})) for name in names.values()]
+    scheme = evaluate.cases_scheme(cases)
+    assert [t.name for t in scheme.targets] == ["infarct_vs_core", "infarct_vs_core_penumbra", "infarct_vs_expected"]
+    rows = evaluate.metric_rows({"m": {case: predicted for case in names}},
+                                {case: (truth, (5.0, 1.0, 1.0), "LVO") for case in names}, scheme,
+                                {case: label_scheme(name) for case, name in names.items()})
+    by_case = {row["case"]: row for row in rows}
+    assert by_case["good"]["infarct_vs_expected_dice"] == pytest.approx(2 * 20 / 60)
+    assert by_case["poor"]["infarct_vs_expected_dice"] == 1.0 and "infarct_vs_expected_dice" not in by_case["unknown"]
+    summary = evaluate.summary_tables(rows)["m"]["all"]["infarct_vs_expected_dice"]
+    assert (summary.n, summary.missing) == (2, 1)
+    assert "reperfusion was good" in evaluate.markdown_tables(evaluate.summary_tables(rows), scheme=scheme)
+    with pytest.raises(InputError, match="mixes label schemes"):
+        evaluate.cases_scheme(cases + [(None, SimpleNamespace(meta={"label_scheme": "core"}))])
+
+
+def test_reperfusion_schemes_free_or_punish_penumbra_outside_the_infarct():
+    """Good reperfusion: the infarct is core and the rest may be penumbra; poor: the rest was not at risk."""
+    truth = np.full((8, 8), BRAIN, np.uint8)
+    truth[:2] = BACKGROUND
+    truth[5:, 5:] = CORE
+    says_penumbra = truth.copy()
+    says_penumbra[2:4] = PENUMBRA
+    loss, target, weight = FocalTverskyLoss(), torch.from_numpy(truth.astype(np.int64))[None], torch.ones(1, 4)
+    for scheme, penalised in (("final_infarct_reperfused", False), ("final_infarct_not_reperfused", True)):
+        sets = torch.from_numpy(label_scheme(scheme).class_sets())[None]
+        right = per_slice_loss(loss, _one_hot_logits(truth), target, weight, sets)
+        wrong = per_slice_loss(loss, _one_hot_logits(says_penumbra), target, weight, sets)
+        assert (float(wrong) > float(right) + 0.05) == penalised, scheme
+
+
 def test_cohort_command_errors_exit_2(tmp_path, capsys):
     assert train_main(["cohort", "--from", "isles2019", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "unknown dataset" in capsys.readouterr().err

@@ -115,7 +115,7 @@ class TrainConfig:
     num_workers: int = 0
     streaming: bool = False
     slice_cache_dir: str | None = None
-    cache_mb: float = 512.0
+    cache_mb: float = 256.0
     split_fractions: list = field(default_factory=lambda: [0.58, 0.20, 0.22])
     resplit: bool = False
 

@@ -26,14 +26,18 @@ both empty (WIS patients), Hausdorff undefined (skipped, counted) when one of th
 
 Cases whose label scheme is partial (a public dataset's core-only or final-infarct masks,
 :mod:`StrokePerfusionSegLib.labelschemes`) get only the ISLES table of the scheme's targets:
-the paper's per-class tables, box plots and montages need core and penumbra labels.
+the paper's per-class tables, box plots and montages need core and penumbra labels. Schemes of
+one family (ISLES 2024's final infarct with reperfusion good, poor or unknown) may be mixed: each
+case is scored on its own scheme's targets and the table joins them (``infarct_vs_expected``:
+core where reperfusion was good, core + penumbra where it was poor; cases of unknown
+reperfusion are left out of it and counted).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -49,6 +53,8 @@ from . import data
 from .names import folder_name
 
 THRESHOLD = "threshold"
+#: The final-infarct target that follows each case's reperfusion.
+EXPECTED_TARGET = "infarct_vs_expected"
 #: Name the thresholding baseline has in tables.
 THRESHOLD_NAME = f"Thresholding ({ThresholdParams().summary})"
 REGIONS = ("penumbra", "core")
@@ -112,11 +118,17 @@ def load_method(spec, *, device: str = "cpu"):
 
 
 def cases_scheme(cases) -> LabelScheme:
-    """The one label scheme of the loaded cases; mixed or label-free cohorts are refused."""
-    names = {case.meta.get("label_scheme", DEFAULT_SCHEME) for _, case in cases}
-    if len(names) > 1:
-        raise InputError(f"the split mixes label schemes ({', '.join(sorted(names))}): evaluate each dataset apart")
-    scheme = label_scheme(names.pop())
+    """The label scheme the report follows: the cases' one scheme, or the schemes of one family
+    with their targets joined; mixed families or label-free cohorts are refused."""
+    names = sorted({case.meta.get("label_scheme", DEFAULT_SCHEME) for _, case in cases})
+    schemes = [label_scheme(name) for name in names]
+    if len({scheme.family for scheme in schemes}) > 1:
+        raise InputError(f"the split mixes label schemes ({', '.join(names)}): evaluate each dataset apart")
+    scheme = schemes[0]
+    if len(schemes) > 1:
+        targets = {target.name: target for each in schemes for target in each.targets}
+        scheme = replace(label_scheme(scheme.family), targets=tuple(targets.values()),
+                         description=f"{label_scheme(scheme.family).description}; per case: {', '.join(names)}")
     if not scheme.has_lesion_labels:
         raise InputError(f"the cases' labels mark no lesion ({scheme.description}): nothing to score; "
                          "segment them instead")
@@ -164,24 +176,29 @@ def predict_labels(method, record, case, *, device: str = "auto") -> np.ndarray:
 
 
 def metric_rows(predictions: Mapping[str, Mapping[str, np.ndarray]], truths: Mapping[str, tuple],
-                scheme: LabelScheme | None = None) -> list[dict]:
+                scheme: LabelScheme | None = None, case_schemes: Mapping[str, LabelScheme] | None = None) -> list[dict]:
     """One row per method and case: method, case, group, then the metrics the labels support.
 
     Fully labelled cases get ``case_metrics`` (penumbra and core); every case gets the ISLES
-    metrics ``<target>_<key>`` of each target of its label ``scheme`` (default: fully labelled).
+    metrics ``<target>_<key>`` of each target of its label scheme.
 
     Parameters
     ----------
     predictions : {method name: {case id: labels (z, y, x)}}
     truths : {case id: (labels (z, y, x), spacing (z, y, x) mm, group)}
     scheme : LabelScheme, optional
+        The scheme of every case (default: fully labelled) ...
+    case_schemes : {case id: LabelScheme}, optional
+        ... unless a case has its own here.
     """
     from StrokePerfusionSegLib.metrics import case_metrics
 
-    scheme = scheme or label_scheme(None)
+    default = scheme or label_scheme(None)
+    case_schemes = case_schemes or {}
     rows = []
     for method, by_case in predictions.items():
         for case_id, (truth, spacing, group) in truths.items():
+            scheme = case_schemes.get(case_id, default)
             predicted = by_case[case_id]
             row = {"method": method, "case": case_id, "group": group}
             if scheme.is_complete:
@@ -198,7 +215,8 @@ def summary_tables(rows: list[dict]) -> dict:
     from StrokePerfusionSegLib.metrics import group_table
 
     methods = list(dict.fromkeys(row["method"] for row in rows))
-    metrics = [key for key in rows[0] if key not in ("method", "case", "group")]
+    # Every row's metrics: cases of one scheme family may lack a target (a missing value counts as undefined).
+    metrics = [key for key in dict.fromkeys(k for row in rows for k in row) if key not in ("method", "case", "group")]
     return {m: group_table([r for r in rows if r["method"] == m], metrics=metrics) for m in methods}
 
 
@@ -222,6 +240,10 @@ def isles_table(tables: dict, scheme: LabelScheme) -> list[str]:
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Lesions are 26-connected components; a predicted and a true lesion match at IoU >= 0.5; "
               "F1 and Dice are 1 when both masks are empty.", ""]
+    if EXPECTED_TARGET in {target.name for target in scheme.targets}:
+        lines += [f"{EXPECTED_TARGET}: the final infarct against the predicted core where reperfusion was good "
+                  "(mTICI 2b-3), against the predicted core + penumbra where it was poor (0-2a); cases of unknown "
+                  "reperfusion are left out (counted as 'undef.').", ""]
     return lines
 
 
@@ -254,7 +276,7 @@ def markdown_tables(tables: dict, *, title: str | None = None, split: str | None
 
 def _write_csv(rows: list[dict], path: Path) -> Path:
     with open(path, "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(stream, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -375,7 +397,8 @@ def evaluate(methods: Mapping[str, object], source, *, split: str = "test", spli
     predictions = {name: {record.case_id: predict_labels(method, record, case, device=device)
                           for record, case in cases} for name, method in loaded.items()}
     truths = {record.case_id: (case.label, case.geometry.spacing_zyx, record.group) for record, case in cases}
-    rows = metric_rows(predictions, truths, scheme)
+    case_schemes = {record.case_id: label_scheme(case.meta.get("label_scheme")) for record, case in cases}
+    rows = metric_rows(predictions, truths, scheme, case_schemes)
     tables = summary_tables(rows)
     report = EvaluationReport(rows, tables, markdown_tables(tables, title=title, split=split, scheme=scheme))
     if out_dir is not None:

@@ -197,7 +197,7 @@ def load_streamed_cases(
     *,
     use_nihss: bool,
     splits: Sequence[str] = ("train", "val"),
-    cache_mb: float = 512.0,
+    cache_mb: float = 256.0,
     rank: int = 0,
     world_size: int = 1,
 ) -> dict[str, list[TrainingCase]]:

@@ -11,6 +11,12 @@ scheme lists.
 
 A case folder names its scheme in ``case.json`` (``"label_scheme"``); folders without one are
 fully labelled (``core_penumbra``), as the phantom's are.
+
+What a final infarct means depends on reperfusion: after good reperfusion (mTICI 2b-3) the
+tissue that dies is about the core at admission, without it (mTICI 0-2a) about core plus
+penumbra. ISLES 2024 cases whose reperfusion is known get the scheme that says so
+(``final_infarct_reperfused`` / ``final_infarct_not_reperfused``, :func:`final_infarct_scheme`);
+the three final-infarct schemes form one family, which evaluation may mix.
 """
 
 from __future__ import annotations
@@ -48,12 +54,20 @@ class LabelScheme:
         lies among its own classes, so the loss weighs it with that class's weight.
     targets : tuple of EvaluationTarget
         What evaluation reports (none: the labels support no lesion metric).
+    family : str
+        Schemes of one family may be mixed in one evaluation (its targets joined); default:
+        the scheme's own name.
     """
 
     name: str
     description: str
     classes: dict
     targets: tuple = ()
+    family: str = ""
+
+    def __post_init__(self):
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     @property
     def is_complete(self) -> bool:
@@ -85,6 +99,9 @@ class LabelScheme:
             )
 
 
+INFARCT_VS_CORE = EvaluationTarget("infarct_vs_core", (CORE,), (CORE,))
+INFARCT_VS_CORE_PENUMBRA = EvaluationTarget("infarct_vs_core_penumbra", (PENUMBRA, CORE), (CORE,))
+
 SCHEMES = {
     scheme.name: scheme
     for scheme in (
@@ -103,15 +120,28 @@ SCHEMES = {
         ),
         LabelScheme(
             "final_infarct",
-            "final infarct on follow-up imaging: infarcted tissue was penumbra or core at admission, "
-            "the rest of the brain brain or salvaged penumbra",
+            "final infarct on follow-up imaging, reperfusion unknown: infarcted tissue was penumbra or core "
+            "at admission, the rest of the brain brain or salvaged penumbra",
             {BACKGROUND: (BACKGROUND,), BRAIN: (BRAIN, PENUMBRA), CORE: (PENUMBRA, CORE)},
-            (
-                # Which prediction the final infarct should match depends on reperfusion: core
-                # after complete recanalisation, core + penumbra without; both are reported.
-                EvaluationTarget("infarct_vs_core", (CORE,), (CORE,)),
-                EvaluationTarget("infarct_vs_core_penumbra", (PENUMBRA, CORE), (CORE,)),
-            ),
+            # Which prediction the final infarct should match depends on reperfusion: both are reported.
+            (INFARCT_VS_CORE, INFARCT_VS_CORE_PENUMBRA),
+        ),
+        LabelScheme(
+            "final_infarct_reperfused",
+            "final infarct after good reperfusion (mTICI 2b-3): about the core at admission; the rest of "
+            "the brain was brain or penumbra that reperfusion saved",
+            {BACKGROUND: (BACKGROUND,), BRAIN: (BRAIN, PENUMBRA), CORE: (CORE,)},
+            (INFARCT_VS_CORE, INFARCT_VS_CORE_PENUMBRA, EvaluationTarget("infarct_vs_expected", (CORE,), (CORE,))),
+            family="final_infarct",
+        ),
+        LabelScheme(
+            "final_infarct_not_reperfused",
+            "final infarct without good reperfusion (mTICI 0-2a): about core plus penumbra at admission; "
+            "the rest of the brain was not at risk",
+            {BACKGROUND: (BACKGROUND,), BRAIN: (BRAIN,), CORE: (PENUMBRA, CORE)},
+            (INFARCT_VS_CORE, INFARCT_VS_CORE_PENUMBRA,
+             EvaluationTarget("infarct_vs_expected", (PENUMBRA, CORE), (CORE,))),
+            family="final_infarct",
         ),
         LabelScheme(
             "none",
@@ -128,3 +158,9 @@ def label_scheme(name: str | None) -> LabelScheme:
     if name not in SCHEMES:
         raise InputError(f"unknown label scheme '{name}': use one of {', '.join(SCHEMES)}")
     return SCHEMES[name]
+
+
+def final_infarct_scheme(reperfused: bool | None) -> str:
+    """The final-infarct scheme's name for a case whose reperfusion was good (True), poor
+    (False) or is unknown (None)."""
+    return {True: "final_infarct_reperfused", False: "final_infarct_not_reperfused", None: "final_infarct"}[reperfused]

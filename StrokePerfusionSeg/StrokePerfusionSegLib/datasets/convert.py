@@ -73,6 +73,11 @@ class SourceCase:
     provenance : dict
         Files read and facts about them, copied into ``case.json`` under ``source``.
     notes : list of str
+    label_scheme : str or None
+        This case's label scheme when it differs from the dataset's (an ISLES 2024 case whose
+        reperfusion is known).
+    reperfusion : dict or None
+        What the dataset says about reperfusion after treatment (``case.json`` ``reperfusion``).
     """
 
     case_id: str
@@ -86,6 +91,8 @@ class SourceCase:
     reference_maps: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    label_scheme: str | None = None
+    reperfusion: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -195,16 +202,19 @@ def build_case(source: SourceCase, info: DatasetInfo, *, maps: str = "dataset", 
     if source.lesion is not None:
         label = np.where(result.brain_mask, BRAIN, BACKGROUND).astype(np.uint8)
         label[source.lesion] = CORE
+    scheme = (source.label_scheme or info.label_scheme) if source.lesion is not None else "none"
     meta = {
         "dataset": info.name,
-        "label_scheme": info.label_scheme if source.lesion is not None else "none",
-        "label_meaning": label_scheme(info.label_scheme).description if source.lesion is not None else None,
+        "label_scheme": scheme,
+        "label_meaning": label_scheme(scheme).description if source.lesion is not None else None,
         "maps_from": origin,
         "map_software": info.map_software,
         "scale_check": {"what": "median of the dataset's map / the product's map inside the brain", **scale_check},
         "source": source.provenance,
         "notes": notes,
     }
+    if source.reperfusion is not None:
+        meta["reperfusion"] = source.reperfusion
     return Case(case_id=source.case_id, geometry=source.geometry, maps=chosen, group=source.group,
                 nihss=source.nihss, dt_s=source.dt_s,
                 ctp=np.asarray(source.ctp, dtype=np.float32) if keep_ctp else None, label=label, meta=meta)

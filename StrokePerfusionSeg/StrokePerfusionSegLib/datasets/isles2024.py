@@ -8,12 +8,22 @@ lesion mask exists only in that space; every file of a case is then on one grid:
     <root>/derivatives/sub-<id>/ses-<acute>/sub-<id>_ses-<acute>_space-ncct_lvo-msk.nii.gz  (optional)
     <root>/derivatives/sub-<id>/ses-<follow-up>/sub-<id>_ses-<follow-up>_[space-ncct_]lesion-msk.nii.gz
     <root>/phenotype/[sub-<id>/]ses-<acute>/sub-<id>_ses-<acute>_demographic_baseline.{csv,xlsx}
+    <root>/phenotype/[sub-<id>/]ses-<follow-up>/sub-<id>_ses-<follow-up>_outcome.{csv,xlsx}       (optional)
 
 Sessions are ``ses-01``/``ses-02`` in the Zenodo release and ``ses-0001``/``ses-0002`` in the
 challenge's README; the first is the acute one. The raw folder is ``raw_data`` (Zenodo) or
 ``rawdata`` (README). A JSON sidecar beside the CTP, when present, is copied into
 ``case.json``. The admission NIHSS is the ``NIHSS at admission`` column. The group is LVO
 when the LVO mask marks voxels, Non-LVO when it is empty, unknown without it.
+
+Reperfusion: the first column of the subject's clinical tables whose name holds ``TICI``
+(e.g. ``mTICI``; the public descriptions of the release do not name the column) gives the
+mTICI grade after treatment. Good reperfusion (2b, 2c, 3) makes the follow-up infarct about
+the core at admission, poor reperfusion (0, 1, 2a) about core plus penumbra; the case's label
+scheme says so (:func:`~StrokePerfusionSegLib.labelschemes.final_infarct_scheme`) and
+``case.json`` records the grade and where it came from (``reperfusion``). Without a grade
+(no column, an empty cell: no thrombectomy, or a grade such as ``2`` without its subgrade) the
+scheme stays ``final_infarct`` and both readings are reported.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import numpy as np
 
 from ..casefolder import UNKNOWN_GROUP
 from ..errors import InputError
+from ..labelschemes import final_infarct_scheme
 from ..nihss import check_nihss
 from .convert import DatasetInfo, SourceCase, read_ctp, read_json_sidecar, read_map, read_mask
 
@@ -41,6 +52,9 @@ RAW_FOLDERS = ("raw_data", "rawdata")
 SUBJECT = re.compile(r"^sub-[A-Za-z0-9]+$")
 SESSION = re.compile(r"^ses-[A-Za-z0-9]+$")
 NIHSS_COLUMN = "nihss at admission"
+#: mTICI grades after treatment, and those that count as good reperfusion.
+MTICI_GRADES = ("0", "1", "2a", "2b", "2c", "3")
+GOOD_REPERFUSION = ("2b", "2c", "3")
 
 
 def find_cases(root: Path) -> list[Path]:
@@ -84,20 +98,61 @@ def _table_rows(path: Path) -> list[dict]:
     return [dict(zip(header, row)) for row in rows[1:]]
 
 
+def _phenotype_table(root: Path, subject: str, session: str, kind: str) -> Path | None:
+    stem = f"{subject}_{session}_{kind}"
+    folders = [root / "phenotype" / subject / session, root / "phenotype" / session]
+    return _first_existing([folder / f"{stem}{suffix}" for folder in folders for suffix in (".csv", ".xlsx")])
+
+
+def _first_row(table: Path) -> tuple[dict, dict]:
+    """The table's first data row and its columns by lower-case name."""
+    rows = _table_rows(table)
+    row = rows[0] if rows else {}
+    return row, {str(key).strip().lower(): key for key in row}
+
+
 def read_nihss(root: Path, subject: str, session: str) -> tuple[int | None, str | None]:
     """Admission NIHSS from the subject's baseline table, and the table's name (None, None: no table)."""
-    stem = f"{subject}_{session}_demographic_baseline"
-    folders = [root / "phenotype" / subject / session, root / "phenotype" / session]
-    table = _first_existing([folder / f"{stem}{suffix}" for folder in folders for suffix in (".csv", ".xlsx")])
+    table = _phenotype_table(root, subject, session, "demographic_baseline")
     if table is None:
         return None, None
-    rows = _table_rows(table)
-    columns = {str(key).strip().lower(): key for key in (rows[0] if rows else {})}
+    row, columns = _first_row(table)
     if NIHSS_COLUMN not in columns:
         raise InputError(f"ISLES 2024 {subject}: {table.name} has no 'NIHSS at admission' column "
                          f"(columns: {', '.join(str(c) for c in columns.values())})")
-    value = rows[0][columns[NIHSS_COLUMN]]
+    value = row[columns[NIHSS_COLUMN]]
     return check_nihss(value, what=f"ISLES 2024 {subject}: {table.name} NIHSS"), table.name
+
+
+def mtici_grade(value) -> str | None:
+    """An mTICI cell as one of :data:`MTICI_GRADES` (``2B`` -> ``2b``, 3.0 -> ``3``); None when
+    empty or not a full grade."""
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    text = str(value).strip().lower()
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text if text in MTICI_GRADES else None
+
+
+def read_reperfusion(root: Path, subject: str, sessions_: tuple[str, str | None]) -> dict:
+    """``{"mtici", "reperfused", "source"}`` from the subject's clinical tables (see the module docstring)."""
+    candidates = [(session, kind) for session in sessions_ if session
+                  for kind in ("demographic_baseline", "outcome")]
+    for session, kind in candidates:
+        table = _phenotype_table(root, subject, session, kind)
+        if table is None:
+            continue
+        row, columns = _first_row(table)
+        column = next((key for name, key in columns.items() if "tici" in name), None)
+        if column is None:
+            continue
+        raw = row[column]
+        written = None if raw is None or str(raw).strip() == "" else str(raw)
+        grade = mtici_grade(written)
+        return {"mtici": grade, "reperfused": None if grade is None else grade in GOOD_REPERFUSION,
+                "source": f"{table.name}: {column}", "as_written": written}
+    return {"mtici": None, "reperfused": None, "source": None, "as_written": None}
 
 
 def read_case(subject_folder: Path, *, dt_s: float | None = None) -> SourceCase:
@@ -125,9 +180,20 @@ def read_case(subject_folder: Path, *, dt_s: float | None = None) -> SourceCase:
         group = "LVO" if np.any(read_mask(lvo_path, what, geometry, shape)) else "NonLVO"
     nihss, table = read_nihss(root, subject, acute)
     notes = [] if table else [f"no baseline table for {subject} in phenotype/: NIHSS unknown"]
+    reperfusion = read_reperfusion(root, subject, (acute, follow_up))
+    if reperfusion["reperfused"] is None:
+        if reperfusion["source"] is None:
+            found = "no mTICI column in its clinical tables"
+        elif reperfusion["as_written"] is None:
+            found = f"no grade in {reperfusion['source']}"
+        else:
+            found = f"mTICI '{reperfusion['as_written']}' in {reperfusion['source']} is not a full grade"
+        notes.append(f"reperfusion unknown ({found}): the follow-up infarct is scored against core and "
+                     "against core + penumbra")
     return SourceCase(
         case_id=subject, geometry=geometry, ctp=ctp, dt_s=frame_interval, maps=maps, lesion=lesion,
-        nihss=nihss, group=group,
+        nihss=nihss, group=group, label_scheme=final_infarct_scheme(reperfusion["reperfused"]),
+        reperfusion=reperfusion,
         provenance={"subject": subject, "sessions": [acute, follow_up], "ctp": ctp_path.name, "dt_s_from": dt_from,
                     "lesion": lesion_path.name if lesion_path else None,
                     "lvo_mask": lvo_path.name if lvo_path.is_file() else None, "phenotype": table,

@@ -61,18 +61,23 @@ def write_isles2018(cases: Sequence[Case], root: str | os.PathLike, *, split: st
 
 
 def write_isles2024(cases: Sequence[Case], root: str | os.PathLike, *, sessions=("ses-01", "ses-02"),
-                    raw_folder: str = "raw_data", table: str = "xlsx") -> Path:
+                    raw_folder: str = "raw_data", table: str = "xlsx", mtici: Sequence | None = None) -> Path:
     """The ISLES 2024 BIDS tree for each case as ``sub-stroke<nnnn>``.
 
     Raw (``<raw_folder>/sub/ses-01``: ncct, cta, ctp with a JSON sidecar, perfusion-maps) and
     NCCT-space derivatives (ctp, perfusion-maps, lvo-msk in the acute session; lesion-msk, the
-    final infarct = penumbra + core of the phantom, in the follow-up session), and the baseline
-    clinical table ``phenotype/sub/ses-01/sub_ses-01_demographic_baseline.<table>`` (``xlsx`` as
-    on Zenodo, or ``csv`` as in the challenge's README).
+    final infarct, in the follow-up session), and the clinical tables
+    ``phenotype/sub/ses-01/sub_ses-01_demographic_baseline.<table>`` (``xlsx`` as on Zenodo, or
+    ``csv`` as in the challenge's README) and, with ``mtici``,
+    ``phenotype/sub/ses-02/sub_ses-02_outcome.<table>`` (``mRS 3 months``, ``mTICI``).
+
+    ``mtici`` gives each case's grade (None: no grade in the table). The final infarct is the
+    phantom's core after good reperfusion (2b, 2c, 3) and its core + penumbra otherwise.
     """
     root = Path(root)
     acute, follow_up = sessions
-    for number, case in enumerate(cases, start=1):
+    grades = list(mtici) if mtici is not None else [None] * len(cases)
+    for number, (case, grade) in enumerate(zip(cases, grades), start=1):
         subject = f"sub-stroke{number:04d}"
         ctp = ctp_as_stored(case.ctp)
         ncct = np.asarray(case.ctp[0], dtype=np.float32).astype(np.int16)
@@ -92,15 +97,19 @@ def write_isles2024(cases: Sequence[Case], root: str | os.PathLike, *, sessions=
         if case.group == "LVO":
             lvo[case.label.shape[0] // 2, :2, :2] = 1  # a marked occlusion; its place does not matter here
         _write(lvo, case, derived / f"{subject}_{acute}_space-ncct_lvo-msk.nii.gz")
-        infarct = np.isin(case.label, (PENUMBRA, CORE)).astype(np.uint8)
-        _write(infarct, case, root / "derivatives" / subject / follow_up
+        reperfused = str(grade).lower() in ("2b", "2c", "3")
+        infarct = (case.label == CORE) if reperfused else np.isin(case.label, (PENUMBRA, CORE))
+        _write(infarct.astype(np.uint8), case, root / "derivatives" / subject / follow_up
                / f"{subject}_{follow_up}_space-ncct_lesion-msk.nii.gz")
-        _write_baseline(root / "phenotype" / subject / acute / f"{subject}_{acute}_demographic_baseline.{table}",
-                        {"Age": 70, "Sex": "F", "NIHSS at admission": case.nihss, "mRS at admission": 0})
+        _write_table(root / "phenotype" / subject / acute / f"{subject}_{acute}_demographic_baseline.{table}",
+                     {"Age": 70, "Sex": "F", "NIHSS at admission": case.nihss, "mRS at admission": 0})
+        if mtici is not None:
+            _write_table(root / "phenotype" / subject / follow_up / f"{subject}_{follow_up}_outcome.{table}",
+                         {"mRS 3 months": 2, "mTICI": grade})
     return root
 
 
-def _write_baseline(path: Path, row: dict) -> None:
+def _write_table(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".csv":
         with open(path, "w", newline="") as stream:
