@@ -24,6 +24,7 @@ from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.imageio import Geometry
 from StrokePerfusionSegLib.labels import CORE, PENUMBRA
 from StrokePerfusionSegLib.phantom import lookalike
+from strokeperfusionseg_training.__main__ import main as train_main
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_isles2018_conversion_keeps_maps_grid_and_core(isles2018_cohort, phantom
     assert set(np.unique(case.label)) <= {0, 1, 3}  # no penumbra claimed: the dataset does not label it
     assert "computed from the CTP" in case.meta["maps_from"]["ttp"] and "as distributed" in case.meta["maps_from"]["cbf"]
     assert any("TTP" in note and "computed" in note for note in case.meta["notes"])
-    assert case.meta["scale_check"]["cbf"] == pytest.approx(1.0, abs=0.05)
+    assert case.meta["scale_check"]["cbf"]["median_ratio"] == pytest.approx(1.0, abs=0.05)
     unlabelled = load_case(isles2018_cohort / "test_case_1")
     assert unlabelled.label is None and unlabelled.meta["label_scheme"] == "none"
 
@@ -98,7 +99,9 @@ def test_computed_maps_option_replaces_the_dataset_maps(isles2018_root, tmp_path
     kept = convert_dataset(dataset_reader("isles2018"), only, tmp_path / "kept")
     computed = convert_dataset(dataset_reader("isles2018"), only, tmp_path / "computed", maps="computed")
     kept_case, computed_case = load_case(kept / "train_case_2"), load_case(computed / "train_case_2")
-    assert kept_case.meta["scale_check"]["cbf"] == pytest.approx(10.0, rel=0.05)  # a scaling shows up
+    agreement = kept_case.meta["scale_check"]["cbf"]
+    assert agreement["median_ratio"] == pytest.approx(10.0, rel=0.05)  # a scaling shows up ...
+    assert agreement["pearson_r"] > 0.99 and agreement["spearman_r"] > 0.99  # ... in maps that agree otherwise
     # Voxel for voxel, bar a handful (4 of 16384 with the diverse-residue phantom) at the brain's
     # edge and by vessels, where the two analyses' masks and AIF partial volume differ.
     close = np.isclose(kept_case.maps["cbf"], 10 * computed_case.maps["cbf"], rtol=0.25, atol=1.0)
@@ -233,11 +236,20 @@ def test_isles2024_nihss_column_must_exist(phantom_cases, tmp_path):
         convert_dataset(dataset_reader("isles2024"), root, tmp_path / "out")
 
 
-def test_unitobrain_dicom_with_reference_maps(phantom_cases, tmp_path):
+def test_unitobrain_dicom_with_reference_maps_and_their_agreement_table(phantom_cases, tmp_path, capsys):
     root = lookalike.write_unitobrain(phantom_cases[:1], tmp_path / "unitobrain")
     assert (root / "MOL-001_Registered_Filtered_3mm_20HU" / "Filtered00001.dcm").is_file()
     assert (root / "MOL-001_Registered_Filtered_3mm_20HU_Maps" / "NLR_TTP" / "NLR_TTP001.dcm").is_file()
-    out = convert_dataset(dataset_reader("unitobrain"), root, tmp_path / "cohort")
+    out = tmp_path / "cohort"
+    assert train_main(["cohort", "--from", "unitobrain", str(root), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed == (out / "map_agreement.md").read_text() + "\n" + str(out) + "\n"
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in printed.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"map", "---", "CBF", "CBV", "TTP"}  # header, rule and the three NLR_* maps
+    for name in ("CBF", "CBV", "TTP"):  # the look-alike's references are the product's own maps
+        cases, ratio, pearson, spearman = rows[name][1:5]
+        assert cases == "1" and float(ratio) == pytest.approx(1.0, abs=0.05)
+        assert float(pearson) > 0.95 and float(spearman.rstrip(" |")) > 0.95
     index = json.loads((out / "cohort.json").read_text())
     assert index["cases"] == [] and [c["id"] for c in index["unlabelled"]] == ["MOL-001"]
     case = load_case(out / "MOL-001")
@@ -245,7 +257,7 @@ def test_unitobrain_dicom_with_reference_maps(phantom_cases, tmp_path):
     assert set(case.maps) == {"cbf", "cbv", "mtt", "ttp", "tmax", "mip"}
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "MOL-001" / "reference_cbf.nii.gz")))
     np.testing.assert_allclose(reference, phantom_cases[0].maps["cbf"], atol=0.05)
-    assert case.meta["scale_check"]["ttp"] == pytest.approx(1.0, abs=0.05)
+    assert case.meta["scale_check"]["ttp"]["median_ratio"] == pytest.approx(1.0, abs=0.05)
     shutil.rmtree(root / "MOL-001_Registered_Filtered_3mm_20HU_Maps" / "NLR_CBV")
     (root / "MOL-001_Registered_Filtered_3mm_20HU" / "Filtered00002.dcm").unlink()
     with pytest.raises(InputError):

@@ -95,7 +95,7 @@ def _export(args) -> int:
 
 
 def _convert(args) -> int:
-    from StrokePerfusionSegLib.datasets import convert_dataset, dataset_reader
+    from StrokePerfusionSegLib.datasets import AGREEMENT_FILE, convert_dataset, dataset_reader
 
     if args.source is None:
         raise InputError(f"give the {args.dataset} folder: strokeperfusionseg-train cohort --from {args.dataset} SRC --out DIR")
@@ -103,9 +103,11 @@ def _convert(args) -> int:
     def report(index, total, case_id):
         print(f"[{index + 1}/{total}] {case_id}", file=sys.stderr)
 
-    print(convert_dataset(dataset_reader(args.dataset), args.source, args.out, dt_s=args.dt, maps=args.dataset_maps,
+    out = convert_dataset(dataset_reader(args.dataset), args.source, args.out, dt_s=args.dt, maps=args.dataset_maps,
                           keep_ctp=args.with_ctp, split_seed=args.split_seed or 0,
-                          progress=None if args.no_progress else report))
+                          progress=None if args.no_progress else report)
+    print((out / AGREEMENT_FILE).read_text())
+    print(out)
     return 0
 
 

@@ -9,9 +9,11 @@ what the dataset says about the patient. :func:`build_case` completes one into a
   MIP in all three datasets) come from it, with a note in ``case.json``; with
   ``maps="computed"`` every map does, so a dataset is seen through the same analysis as the
   product's own input;
-* the median ratio of each dataset map to the product's map of the same name inside the brain
-  is recorded (``case.json`` ``scale_check``): a ratio far from 1 shows a scaling the dataset's
-  software applies and the documentation does not state;
+* each dataset map (and reference map) is compared with the product's map of the same name
+  inside the brain (``case.json`` ``scale_check``: median ratio, Pearson and Spearman
+  correlation, :mod:`.mapagreement`): a ratio far from 1 shows a scaling the dataset's software
+  applies and the documentation does not state; the cohort's table of them is
+  ``map_agreement.md``;
 * the label is 0 outside the analysis's brain mask, 1 inside and 3 where the dataset marks a
   lesion; its meaning is the dataset's label scheme (:mod:`..labelschemes`), named in
   ``case.json``.
@@ -40,10 +42,13 @@ from ..errors import InputError
 from ..imageio import Geometry
 from ..labels import BACKGROUND, BRAIN, CORE
 from ..labelschemes import label_scheme
+from .mapagreement import agreement_table, map_agreement
 
 log = logging.getLogger(__name__)
 
 MAP_SOURCES = ("dataset", "computed")
+#: The cohort's map-agreement table (Markdown), beside cohort.json.
+AGREEMENT_FILE = "map_agreement.md"
 #: Train/val/test fractions of the conversion's split (the paper's 58/20/22).
 SPLIT_FRACTIONS = (0.58, 0.20, 0.22)
 
@@ -166,13 +171,6 @@ def read_mask(path: Path, what: str, geometry: Geometry, shape) -> np.ndarray:
     return np.asarray(values, dtype=bool)
 
 
-def _ratio_in_brain(ours: np.ndarray, theirs: np.ndarray, brain: np.ndarray) -> float | None:
-    inside = brain & (ours > 0) & (theirs > 0) & np.isfinite(theirs)
-    if inside.sum() < 10:
-        return None
-    return round(float(np.median(theirs[inside] / ours[inside])), 3)
-
-
 def build_case(source: SourceCase, info: DatasetInfo, *, maps: str = "dataset", keep_ctp: bool = False,
                perfusion_method: str = "bcsvd") -> Case:
     """Complete a :class:`SourceCase` into a :class:`Case` (see the module docstring)."""
@@ -196,7 +194,7 @@ def build_case(source: SourceCase, info: DatasetInfo, *, maps: str = "dataset", 
     if maps == "dataset" and lacking:
         notes.append(f"{', '.join(n.upper() for n in lacking)} not in {info.title}: computed from its raw CTP "
                      "with the product's perfusion analysis")
-    scale_check = {name: _ratio_in_brain(computed[name], values, result.brain_mask)
+    scale_check = {name: map_agreement(computed[name], values, result.brain_mask)
                    for name, values in {**source.maps, **source.reference_maps}.items() if name in computed}
     label = None
     if source.lesion is not None:
@@ -209,7 +207,7 @@ def build_case(source: SourceCase, info: DatasetInfo, *, maps: str = "dataset", 
         "label_meaning": label_scheme(scheme).description if source.lesion is not None else None,
         "maps_from": origin,
         "map_software": info.map_software,
-        "scale_check": {"what": "median of the dataset's map / the product's map inside the brain", **scale_check},
+        "scale_check": {"what": "the dataset's map vs the product's map inside the brain", **scale_check},
         "source": source.provenance,
         "notes": notes,
     }
@@ -250,11 +248,12 @@ def convert_dataset(reader, source_root: str | os.PathLike, out: str | os.PathLi
     Returns
     -------
     Path
-        ``out``, written atomically (nothing is left behind when a case fails).
+        ``out``, written atomically (nothing is left behind when a case fails), with
+        ``map_agreement.md``: the dataset's maps vs the product's, per map over the cases.
     """
     info = reader.INFO
     handles = reader.find_cases(Path(source_root))
-    labelled, unlabelled = [], []
+    labelled, unlabelled, agreements = [], [], {}
     with staged_folder(out, overwrite=overwrite) as staging:
         for index, handle in enumerate(handles):
             source = reader.read_case(handle, dt_s=dt_s)
@@ -267,7 +266,10 @@ def convert_dataset(reader, source_root: str | os.PathLike, out: str | os.PathLi
                                     folder / f"reference_{name}.nii.gz")
             entry = {"id": source.case_id, "group": source.group, "nihss": source.nihss}
             (labelled if case.label is not None else unlabelled).append(entry)
+            agreements[source.case_id] = {k: v for k, v in case.meta["scale_check"].items() if k != "what"}
             log.info("%s: converted %s", info.title, source.case_id)
+        (staging / AGREEMENT_FILE).write_text(agreement_table(
+            agreements, f"{info.title} maps vs this product's maps ({len(agreements)} cases)"))
         _split(labelled, split_seed)
         save_cohort_index(staging, labelled, extra={
             "dataset": info.name, "label_scheme": info.label_scheme, "unlabelled": unlabelled,
