@@ -49,6 +49,7 @@ def test_streamed_slices_give_the_in_memory_batches_with_workers_and_a_bounded_c
     train_memory, train_disk = in_memory["train"], streamed["train"]
     assert all(isinstance(c.slices, slicecache.DiskSlices) for c in train_disk)
     keys = data.epoch_plan(sum(c.slices.shape[0] for c in train_memory), 2, seed=1, epoch=0)
+    keys += keys[-2:]  # the last two items again: read from the in-memory slice cache
     expected = _batches(train_memory, model_config, keys, workers=0)
     for workers in (0, 2):
         found = _batches(train_disk, model_config, keys, workers=workers)

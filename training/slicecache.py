@@ -75,6 +75,8 @@ class SliceLRU:
         size = label.nbytes + sum(a.nbytes for a in chunk.values())
         if size > self.max_bytes or key in self.entries:
             return
+        for array in (label, *chunk.values()):
+            array.flags.writeable = False  # shared by every later read: nobody may change it
         self.entries[key] = (chunk, label)
         self.bytes += size
         while self.bytes > self.max_bytes:
