@@ -91,6 +91,9 @@ def test_the_cache_is_reused_rebuilt_when_a_case_changes_and_checks_as_in_memory
     assert json.loads((first.slices.folder / "manifest.json").read_text())["label_scheme"] == "core_penumbra"
     with pytest.raises(InputError, match="cache_mb"):
         _config(cache_mb=-1)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(InputError, match="cannot create the slice cache .* slice_cache_dir"):
+        slicecache.load_streamed_cases(records, PMS, tmp_path / "a-file" / "cache", use_nihss=True)
 
 
 def test_a_streaming_fit_is_the_in_memory_fit(cohort, tmp_path):

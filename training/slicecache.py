@@ -164,14 +164,14 @@ def cache_case(record: CaseRecord, inputs: Sequence[str], cache_dir: Path) -> Pa
     """Convert one case into the slice cache unless a current copy is there; its cache folder.
 
     The case is read and checked as in memory (:func:`~strokeperfusionseg_training.data.
-    read_training_arrays`), written to a staging folder and renamed into place.
+    read_training_arrays`), written to a staging folder in ``cache_dir`` (which must exist) and
+    renamed into place.
     """
     folder = case_cache_folder(cache_dir, record, inputs)
     if _is_current(_read_manifest(folder), record, inputs):
         return folder
     files = _fingerprint(record.folder, inputs)
     slices, scheme = read_training_arrays(record, inputs)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     with staged_folder(folder, overwrite=True) as staging:
         for name in inputs:
             np.save(staging / f"{name}.npy", np.ascontiguousarray(slices.images[name], dtype=np.float32))
@@ -216,6 +216,11 @@ def load_streamed_cases(
         Cases whose ``slices`` are :class:`DiskSlices` sharing one :class:`SliceLRU`.
     """
     cache_dir = Path(cache_dir)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create the slice cache {cache_dir} ({error.strerror}); "
+                         "give a writable folder with --set slice_cache_dir='\"DIR\"'") from None
     chosen = records_by_split(records, splits)
     ordered = [r for split in splits for r in chosen[split]]
     for record in ordered:
