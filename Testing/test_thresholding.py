@@ -155,7 +155,7 @@ def test_finds_the_lesion_of_a_phantom_lvo_case(tiny_cohort, lvo_case):
 
 @pytest.mark.parametrize("spacing_yx", [(0.43, 0.43), (1.0, 0.7), (0.3, 0.5), (2.5, 2.5)])
 def test_brain_mask_opening_equals_scipy_binary_opening(spacing_yx):
-    """The row-decomposed disk opening is scipy's, voxel for voxel, on blobs touching the edges."""
+    """The run-length disk opening is scipy's, voxel for voxel, on blobs touching the edges."""
     from scipy import ndimage
 
     from StrokePerfusionSegLib.brainmask import OPENING_RADIUS_MM, _disk, _opening
@@ -166,6 +166,23 @@ def test_brain_mask_opening_equals_scipy_binary_opening(spacing_yx):
     expected = ndimage.binary_opening(mask, structure=disk)
     assert 0 < np.count_nonzero(expected) < np.count_nonzero(mask) or disk.size == 1
     np.testing.assert_array_equal(_opening(mask, disk), expected)
+
+
+@pytest.mark.parametrize("border", [False, True])
+@pytest.mark.parametrize("spacing_yx", [(0.43, 0.43), (0.1, 0.15)])
+def test_brain_mask_erosion_equals_scipy_at_either_border_value(spacing_yx, border):
+    """Erosion by the disk with the grid's outside False or True, also for a disk larger than
+    the grid (0.1 mm pixels: 41 rows over 12) and runs that span whole rows."""
+    from scipy import ndimage
+
+    from StrokePerfusionSegLib.brainmask import OPENING_RADIUS_MM, _disk, _erode
+
+    rng = np.random.default_rng(2)
+    mask = ndimage.uniform_filter(rng.random((2, 12, 30)), size=(1, 5, 5)) > 0.45
+    mask[0, 3] = True  # a full row
+    disk = _disk(OPENING_RADIUS_MM, spacing_yx)
+    expected = ndimage.binary_erosion(mask, structure=disk, border_value=int(border))
+    np.testing.assert_array_equal(_erode(mask, disk, border), expected)
 
 
 def test_midline_moments_equal_those_of_the_voxel_coordinates():

@@ -30,34 +30,60 @@ def _disk(radius_mm: float, spacing_yx: tuple[float, float]) -> np.ndarray:
     return inside[None]
 
 
-def _by_disk_rows(mask: np.ndarray, disk: np.ndarray, combine, filter1d) -> np.ndarray:
-    """Erosion (``np.logical_and``, ``minimum_filter1d``) or dilation (``np.logical_or``,
-    ``maximum_filter1d``) of ``mask`` (z, y, x) by a symmetric in-plane ``disk`` (1, ny, nx),
-    voxels beyond the grid counting as False: the same result as scipy's binary erosion and
-    dilation.
+def _run_lengths(mask: np.ndarray, border: bool, longest: int) -> np.ndarray:
+    """Per voxel of ``mask`` (z, y, x), how far its run of True voxels reaches along x: the
+    smaller of the counts to the left and to the right, the voxel included (0 where False).
 
-    The disk is the union of its rows, each a centred segment along x. Each segment length is
-    one 1D filter (cost independent of the length), then the rows are combined shifted along y:
-    the cost grows with the disk's height, not its area (at 0.43 mm pixels a 2 mm disk has 9
-    rows but 69 elements), so it stays near linear in voxels as the resolution grows.
+    Beyond the grid counts as ``border``: True makes runs that touch the edge reach more than
+    ``longest``, which bounds the reaches the caller compares against. Linear in voxels: a
+    running maximum of the index of the last False voxel to the left and a running minimum of
+    the next one to the right (int16 where the row fits: half the memory traffic of int32).
+    """
+    nx = mask.shape[2]
+    dtype = np.int16 if nx + longest + 2 < np.iinfo(np.int16).max else np.int32
+    index = np.arange(nx, dtype=dtype)
+    outside = dtype(-(longest + 1) if border else -1)  # where the last False "is" before column 0
+    last_false = np.maximum.accumulate(np.where(mask, outside, index), axis=2)
+    next_false = np.minimum.accumulate(np.where(mask, dtype(nx - 1) - outside, index)[..., ::-1], axis=2)[..., ::-1]
+    return np.minimum(index - last_false, next_false - index)
+
+
+def _erode(mask: np.ndarray, disk: np.ndarray, border: bool) -> np.ndarray:
+    """Binary erosion of ``mask`` (z, y, x) by a symmetric in-plane ``disk`` (1, ny, nx),
+    voxels beyond the grid counting as ``border``: scipy's ``binary_erosion`` (border_value).
+
+    The disk is the union of its rows, each a centred segment along x. A voxel lies in the
+    erosion by a segment of half-width ``h`` when its run of True along x reaches ``h`` beyond
+    it on both sides, so one run-length pass serves every row width (a 1D minimum filter per
+    width grows with the disk: 5 widths at 0.43 mm pixels for a 2 mm disk, 2 at 1.7 mm); the
+    rows are then combined shifted along y, one AND per row, which is cheap beside the pass.
     """
     ry = disk.shape[1] // 2
     ny = mask.shape[1]
-    out = np.full_like(mask, combine is np.logical_and)
+    reach = _run_lengths(mask, border, disk.shape[2] // 2)
+    out = np.ones_like(mask)
     segments = {}
     for dy, row in zip(range(-ry, ry + 1), disk[0]):
         half = int(row.sum()) // 2
         if half not in segments:
-            segment = filter1d(mask, 2 * half + 1, axis=2, mode="constant", cval=0)
-            segments[half] = np.pad(segment, ((0, 0), (ry, ry), (0, 0)))  # False beyond the grid
-        combine(out, segments[half][:, ry + dy : ry + dy + ny], out=out)
+            segments[half] = reach > half
+        segment = segments[half]
+        low, high = min(ny, max(0, -dy)), max(0, min(ny, ny - dy))  # rows y with y + dy in the grid
+        if low < high:
+            out[:, low:high] &= segment[:, low + dy : high + dy]
+        if not border:
+            out[:, :low] = False
+            out[:, max(low, high) :] = False
     return out
 
 
 def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
-    """``ndimage.binary_opening(mask, structure=disk)`` for a symmetric in-plane disk."""
-    eroded = _by_disk_rows(mask, disk, np.logical_and, ndimage.minimum_filter1d)
-    return _by_disk_rows(eroded, disk, np.logical_or, ndimage.maximum_filter1d)
+    """``ndimage.binary_opening(mask, structure=disk)`` for a symmetric in-plane disk.
+
+    The dilation is the complement of the erosion of the complement (beyond the grid: False
+    for the mask, so True for its complement).
+    """
+    return ~_erode(~_erode(mask, disk, border=False), disk, border=True)
 
 
 def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
