@@ -19,6 +19,11 @@ from ..atomic import write_file_atomically
 from ..labels import LESION_SEGMENTS
 from ..terminology import TERMINOLOGY_CONTEXT
 
+#: gzip level of the voxels. slicerio's default (9) took 8 s for a 20 x 512 x 512 label map
+#: whose lesion has ragged edges, level 1 0.06 s for a file 1.5x larger (0.6 MB); any level
+#: reads the same in Slicer, ITK and slicerio.
+COMPRESSION_LEVEL = 1
+
 
 def ijk_to_lps(geometry: Geometry) -> np.ndarray:
     """4x4 matrix from voxel index (i, j, k) = (x, y, z) to LPS mm."""
@@ -64,4 +69,8 @@ def write_seg_nrrd(labels: np.ndarray, geometry: Geometry, path: str | os.PathLi
     import slicerio
 
     document = segmentation_document(labels, geometry)
-    return write_file_atomically(path, lambda temporary: slicerio.write_segmentation(str(temporary), document))
+
+    def write(temporary: Path) -> None:
+        slicerio.write_segmentation(str(temporary), document, compression_level=COMPRESSION_LEVEL)
+
+    return write_file_atomically(path, write)
