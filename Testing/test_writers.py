@@ -151,6 +151,28 @@ def test_reports_carry_the_numbers_without_identifiers(dicom_study, labels, tmp_
     assert PATIENT_ID not in everything and "Doe" not in everything
 
 
+def test_report_text_is_broken_into_lines_inside_the_page(dicom_study, labels):
+    """Summary, caveat and long notes (broken by the writer, not by matplotlib at draw time)
+    stay inside the page, word for word."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    volumes = lesion_volumes(labels, dicom_study.geometry.spacing_zyx)
+    notes = ["network input resampled from 512x512 to 128x128 pixels per slice and probabilities back " * 2] * 4
+    figure = writers.render_report_figure(dicom_study.maps, labels, dicom_study.geometry, volumes,
+                                          title="Study", notes=notes)
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    width = figure.bbox.width
+    running = [t for t in figure.texts if "Decision support" in t.get_text() or "Target mismatch" in t.get_text()]
+    assert len(running) == 2
+    for text in running:
+        extent = text.get_window_extent(renderer)
+        assert 0 <= extent.x0 and extent.x1 <= width, (extent, width)
+        assert not text.get_wrap() and text.get_text().count("\n") >= 1
+    caveat = next(t.get_text() for t in running if "Decision support" in t.get_text())
+    expected = ("Notes: " + "; ".join(notes)).split()
+    assert caveat.split()[-len(expected):] == expected
+
+
 def test_writes_are_atomic(tmp_path):
     def broken(temporary):
         temporary.write_text("half")

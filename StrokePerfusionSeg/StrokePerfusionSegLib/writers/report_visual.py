@@ -13,6 +13,7 @@ right, anterior up) when the grid's axes allow it.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +36,9 @@ TILE_PIXELS = 256
 TILE_GAP = 4
 MONTAGE_COLUMNS = 3
 OUTLINE_PIXELS = 2
+#: Widest character of running text as a fraction of its font size (DejaVu Sans, upper bound
+#: of the average over words): lines are broken to fit the page with it.
+CHARACTER_WIDTH_EM = 0.6
 
 
 def montage_slices(labels: np.ndarray, count: int = MONTAGE_SLICES) -> list[int]:
@@ -170,12 +174,22 @@ def render_report_figure(
     table.auto_set_font_size(False)
     table.set_fontsize(10)
     table.scale(1.0, 1.4)
-    figure.text(0.05, 0.21, summary, fontsize=8, wrap=True)
+    figure.text(0.05, 0.21, _fill(summary, 8, 0.9), fontsize=8)
     text = DECISION_SUPPORT_CAVEAT
     if notes:
         text += "\nNotes: " + "; ".join(notes[:6])
-    figure.text(0.05, 0.04, text, fontsize=7, wrap=True, va="bottom", style="italic")
+    figure.text(0.05, 0.04, _fill(text, 7, 0.9), fontsize=7, va="bottom", style="italic")
     return figure
+
+
+def _fill(text: str, fontsize: float, width_fraction: float) -> str:
+    """``text`` broken into lines that fit ``width_fraction`` of the page at ``fontsize`` (pt).
+
+    Breaking here rather than with matplotlib's ``wrap=True``, which measures the text word by
+    word at every draw: that was most of the time spent saving the page.
+    """
+    characters = int(width_fraction * PAGE_SIZE_IN[0] * 72 / (CHARACTER_WIDTH_EM * fontsize))
+    return "\n".join(textwrap.fill(paragraph, characters) for paragraph in text.split("\n"))
 
 
 def write_visual_report(
