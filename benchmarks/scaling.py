@@ -22,15 +22,6 @@ import time
 FIELD_OF_VIEW_MM = 220.0
 
 
-def _median_seconds(function, repeats: int) -> float:
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
-
-
 def exponent(voxels, seconds) -> float:
     """Least-squares slope of log(seconds) over log(voxels)."""
     import numpy as np
@@ -44,9 +35,9 @@ def stage_functions(bundle, slices: int, size: int):
 
     from StrokePerfusionSegLib.brainmask import brain_mask_from_mip
     from StrokePerfusionSegLib.commands.bench import synthetic_study
-    from StrokePerfusionSegLib.predictor import (
-        SliceResampler, _most_probable, network_input, padding_values,
-    )
+    import numpy as np
+
+    from StrokePerfusionSegLib.predictor import SliceResampler, network_input, padding_values, to_grid
     from StrokePerfusionSegLib.thresholding import threshold_segmentation
 
     config = bundle.config
@@ -63,7 +54,9 @@ def stage_functions(bundle, slices: int, size: int):
     mask = brain_mask_from_mip(study["mip"], spacing)
 
     def back_to_grid():
-        _most_probable(resampler.to_input(probabilities), True, config.num_classes).numpy()
+        labels = np.empty((slices, size, size), np.uint8)
+        grid = np.empty((slices, config.num_classes, size, size), np.float32)
+        to_grid(probabilities, resampler, True, config.num_classes, torch.from_numpy(labels), torch.from_numpy(grid))
 
     def network():
         with torch.no_grad():
@@ -83,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="bundle folder or registry id (default: the default model)")
     parser.add_argument("--sizes", default="128,256,512", help="in-plane sizes in pixels (default 128,256,512)")
     parser.add_argument("--slices", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3, help="runs per stage and size; the median is kept")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds over every stage and size after one warm-up round; medians are kept")
     args = parser.parse_args(argv)
 
     import torch
@@ -96,11 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {bundle.manifest.get('id')} {bundle.manifest.get('version')} "
           f"({bundle.config.arch} width {bundle.config.width} at {bundle.config.image_size} px), "
           f"{args.slices} slices, field of view {FIELD_OF_VIEW_MM:g} mm, torch threads {torch.get_num_threads()}")
-    table: dict[str, list[float]] = {}
-    for size in sizes:
-        for stage, function in stage_functions(bundle, args.slices, size).items():
-            function()  # warm-up
-            table.setdefault(stage, []).append(_median_seconds(function, args.repeats))
+    # Rounds go over every size in turn, so that a change in the machine's load between rounds
+    # moves all sizes alike instead of bending the exponents.
+    stages = {size: stage_functions(bundle, args.slices, size) for size in sizes}
+    seconds: dict[str, dict[int, list[float]]] = {}
+    for round_index in range(args.repeats + 1):
+        for size in sizes:
+            for stage, function in stages[size].items():
+                start = time.perf_counter()
+                function()
+                if round_index:  # the first round warms up
+                    seconds.setdefault(stage, {}).setdefault(size, []).append(time.perf_counter() - start)
+    table = {stage: [statistics.median(by_size[size]) for size in sizes] for stage, by_size in seconds.items()}
     voxels = [args.slices * size * size for size in sizes]
     print(f"{'stage':<24}" + "".join(f"{f'{s} px':>10}" for s in sizes) + f"{'exponent':>10}")
     for stage, seconds in table.items():

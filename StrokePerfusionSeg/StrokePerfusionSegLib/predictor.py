@@ -475,7 +475,8 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
     """Run the network over the slices in batches.
 
     Each batch is encoded on the CPU while the accelerator still works on the previous one
-    (results are collected one batch late), so encoding hides behind GPU compute.
+    (results are collected one batch late), so encoding hides behind GPU compute. On the CPU the
+    probabilities are brought back to the grid straight into the returned arrays.
 
     Returns
     -------
@@ -492,19 +493,25 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
 
     to_channels_last(model.eval().to(device))
     total = next(iter(images.values())).shape[0]
-    labels = probabilities = None
+    labels = np.empty((total, *resampler.shape), np.uint8)
+    probabilities = np.empty((total, config.num_classes, *resampler.shape), np.float32)
+    on_host = device.type == "cpu"
     encode_s = 0.0
 
-    def collect(first, pending):
-        nonlocal labels, probabilities
-        batch_labels, batch_probabilities = (t.cpu().numpy() for t in pending)
-        if probabilities is None:
-            labels = np.empty((total, *batch_labels.shape[1:]), np.uint8)
-            probabilities = np.empty((total, *batch_probabilities.shape[1:]), np.float32)
-        labels[first : first + len(batch_labels)] = batch_labels
-        probabilities[first : first + len(batch_probabilities)] = batch_probabilities
+    def outputs(first, count):
+        """Where a batch's labels and probabilities go: the result itself on the CPU."""
+        if on_host:
+            return torch.from_numpy(labels[first : first + count]), torch.from_numpy(probabilities[first : first + count])
+        return (torch.empty((count, *resampler.shape), dtype=torch.uint8, device=device),
+                torch.empty((count, config.num_classes, *resampler.shape), device=device))
+
+    def collect(first, batch_outputs):
+        count = len(batch_outputs[0])
+        if not on_host:
+            labels[first : first + count] = batch_outputs[0].cpu().numpy()
+            probabilities[first : first + count] = batch_outputs[1].cpu().numpy()
         if progress is not None:
-            progress(first + len(batch_labels), total)
+            progress(first + count, total)
 
     cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -522,8 +529,9 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
                 x = network_input(chunk, config, resampler, device)
                 encode_s += time.perf_counter() - tic
                 scores = None if nihss is None else torch.full((x.shape[0],), nihss, device=device)
-                p = resampler.to_input(torch.softmax(model(x, scores).float(), dim=1))
-                launched = (first, (_most_probable(p, masked, config.num_classes), p))
+                p = torch.softmax(model(x, scores).float(), dim=1)
+                launched = (first, outputs(first, len(p)))
+                to_grid(p, resampler, masked, config.num_classes, *launched[1])
                 if pending is not None:
                     collect(*pending)
                 pending = launched
@@ -531,6 +539,25 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
     return labels, probabilities, encode_s
+
+
+#: Bytes of input-grid probabilities made at a time by :func:`to_grid` (about one 512 x 512
+#: slice of 4 classes): they are still in the CPU's cache when the labels are taken from them.
+GRID_CHUNK_BYTES = 4 * 2**20
+
+
+def to_grid(p, resampler: SliceResampler, masked: bool, num_classes: int, labels, probabilities) -> None:
+    """Probabilities ``p`` (B, C, S, S) at the model's size -> ``probabilities`` (B, C, y, x) on
+    the input grid and their ``labels`` (B, y, x) uint8 (:func:`_most_probable`), in place.
+
+    A few slices at a time, so that the cost stays linear in voxels: resampling the whole batch
+    first and taking the labels in a second pass over it went out of the cache at 512 px.
+    """
+    step = max(1, GRID_CHUNK_BYTES // (probabilities[0].numel() * probabilities.element_size()))
+    for start in range(0, len(p), step):
+        chunk = resampler.to_input(p[start : start + step])
+        probabilities[start : start + step] = chunk
+        labels[start : start + step] = _most_probable(chunk, masked, num_classes)
 
 
 def _most_probable(probabilities, masked: bool, num_classes: int):
