@@ -142,13 +142,17 @@ def test_shards_cover_every_case_once(total):
         (["--batch", "{cohort}", "--shard", "3/2"], "K must be between 1 and N"),
         (["--case", "{case}", "--out", "{file}/sub"], "cannot write to output folder"),
         (["--case", "{case}", "--nihss", "50"], "outside 0..42"),
+        (["--case", "{damaged}"], "cbf.nii.gz"),
     ],
 )
 def test_user_errors_exit_2(args, message, tiny_cohort, tmp_path, capsys):
+    """One line naming the problem, exit 2, and no output folder left behind (not even empty)."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     case = sorted(p for p in tiny_cohort.iterdir() if p.is_dir())[0]
-    values = {"case": case, "cohort": tiny_cohort, "file": blocker}
+    damaged = shutil.copytree(case, tmp_path / "damaged")  # refused while loading, after the checks
+    (damaged / "cbf.nii.gz").write_bytes(b"not an image")
+    values = {"case": case, "cohort": tiny_cohort, "file": blocker, "damaged": damaged}
     args = [a.format(**values) for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]
@@ -157,4 +161,4 @@ def test_user_errors_exit_2(args, message, tiny_cohort, tmp_path, capsys):
     assert run_cli(*args) == EXIT_USER_ERROR
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
-    assert not (tmp_path / "out" / case.name).exists()
+    assert not (tmp_path / "out").exists()

@@ -95,8 +95,9 @@ def folder_lock(target: str | os.PathLike) -> Iterator[Path]:
     """Hold the write lock of folder ``target`` (``.<name>.lock`` beside it) while the block runs.
 
     The lock is an OS lock on an open file (``flock``; on Windows an exclusive-create file), so
-    it ends with its process, even one that is killed. The file is removed on release. Within
-    one process the lock is re-entrant: a nested writer of the same folder shares it.
+    it ends with its process, even one that is killed. The file is removed on release, and so
+    are the folders made to hold it when nothing else was written there. Within one process
+    the lock is re-entrant: a nested writer of the same folder shares it.
 
     Raises
     ------
@@ -108,6 +109,7 @@ def folder_lock(target: str | os.PathLike) -> Iterator[Path]:
     if key in _HELD:
         yield target.parent / f".{target.name}.lock"
         return
+    made = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = target.parent / f".{target.name}.lock"
     _HELD.add(key)
@@ -116,6 +118,16 @@ def folder_lock(target: str | os.PathLike) -> Iterator[Path]:
             yield lock
     finally:
         _HELD.discard(key)
+        _remove_empty(made)
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (innermost first) while they are empty: what a refused run made."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # something was written there (or another run is using it): keep it
+            return
 
 
 @contextmanager

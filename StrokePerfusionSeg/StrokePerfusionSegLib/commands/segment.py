@@ -18,7 +18,9 @@ the user's (in a batch: at least one study failed so); 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -141,10 +143,16 @@ def parse_manual_map(entries: list[str]) -> dict[str, str]:
 
 
 def ensure_writable(folder: Path) -> None:
-    """Create ``folder`` and prove it writable; an InputError naming it otherwise."""
+    """Prove ``folder`` writable, or the nearest existing folder above it where it will be
+    created (only once a result is written: a refused run leaves no empty folder behind); an
+    InputError naming it otherwise."""
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         raise InputError(
