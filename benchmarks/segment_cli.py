@@ -13,6 +13,7 @@ and their ratio; the target is the model within 1.3x of thresholding.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": ["--method", "threshold"],
     }
     seconds: dict[str, list[float]] = {name: [] for name in commands}
+    stages: dict[str, dict[str, list[float]]] = {name: {} for name in commands}
     with tempfile.TemporaryDirectory() as temporary:
         case = write_case(Path(temporary), args.slices, args.size)
         for index in range(args.rounds):
@@ -54,11 +56,19 @@ def main(argv: list[str] | None = None) -> int:
                 subprocess.run([sys.executable, "-m", "StrokePerfusionSegLib", "segment", "--case", str(case),
                                 "--out", str(out), *options], check=True, stdout=subprocess.DEVNULL)
                 seconds[name].append(time.perf_counter() - start)
+                timings = json.loads((out / "bench" / "bench_report.json").read_text())["timings_s"]
+                timings["start-up"] = seconds[name][-1] - timings.pop("total")
+                for stage, value in timings.items():
+                    stages[name].setdefault(stage, []).append(value)
     medians = {name: statistics.median(values) for name, values in seconds.items()}
     print(f"segment --case, {args.slices} x {args.size} x {args.size}, {args.rounds} interleaved rounds")
     for name, values in seconds.items():
         print(f"{name:<10} median {medians[name]:.2f} s ({', '.join(f'{v:.2f}' for v in values)})")
     print(f"model / threshold: {medians['model'] / medians['threshold']:.2f}x (target <= 1.3x)")
+    print("median seconds per stage: " + ", ".join(commands))
+    for stage in stages["model"]:
+        print(f"  {stage:<16}" + "".join(f"{statistics.median(stages[name].get(stage, [0.0])):>10.2f}"
+                                         for name in commands))
     return 0
 
 
