@@ -1,6 +1,7 @@
 """Time the non-GUI part of the panel's Apply: volume nodes in a scene -> segments and table.
 
-Target (issue 5): <= 10 s on a laptop CPU for a 20-slice 512x512 study with the default model.
+Targets for a 20-slice 512x512 study with the default model: <= 10 s on a laptop CPU (issue 5);
+warm (in the same process after a first Apply) <= 1.5 s (issue 14).
 Runs on slicer-core. The study is the digital phantom (maps = ground truth, no CTP, so the
 set-up is quick); the timed part starts with the volume nodes already in the scene, as after
 loading a study in Slicer, and ends with the segmentation node and table filled::
@@ -9,12 +10,13 @@ loading a study in Slicer, and ends with the segmentation node and table filled:
     python benchmarks/slicer_apply.py --method threshold
     python benchmarks/slicer_apply.py --size 256 --slices 8 --device cpu --repeats 3
 
-Prints the study, the method, and per-stage seconds of each run.
+Prints the study, the method, per-stage seconds of each run and the median of the warm runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -73,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         nodes = add_case_volumes(scene, case)
         inputs = {name: nodes[name] for name in ("cbf", "cbv", "ttp", "tmax", "mip")}
         segmentation = table = None
+        totals = []
         for run in range(1, args.repeats + 1):
             result = segment_volumes(
                 scene, inputs, method=method, nihss=case.nihss or 10, device=args.device,
@@ -81,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             segmentation, table = result.segmentation_node, result.table_node
             stages = ", ".join(f"{key} {value:.2f}" for key, value in result.timings.items())
             print(f"run {run} on {result.device}: {stages}")
-        print(f"Apply, volume nodes to segments: {result.timings['total']:.2f} s (target <= 10 s)")
+            totals.append(result.timings["total"])
+        warm = statistics.median(totals[1:]) if len(totals) > 1 else None
+        print(f"Apply, volume nodes to segments: first {totals[0]:.2f} s (target <= 10 s), warm "
+              + (f"median {warm:.2f} s (target <= 1.5 s)" if warm is not None else "not run (--repeats 2 or more)"))
     return 0
 
 
