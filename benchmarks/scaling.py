@@ -9,7 +9,8 @@ stages of :func:`predictor.predict` separately: brain mask, network input (encod
 resampling to the model's size), the network on that input (independent of the study's grid),
 probabilities back to the grid with the labels, and RAPID-like thresholding. Prints the median
 seconds per size and, per stage, the exponent ``k`` of ``seconds ~ voxels**k`` fitted in log-log
-over the sizes: ``k`` near 1 is linear in voxels, near 0 a fixed cost.
+over the sizes, and per step from one size to the next: ``k`` near 1 is linear in voxels, near
+0 a fixed cost.
 """
 
 from __future__ import annotations
@@ -103,10 +104,15 @@ def main(argv: list[str] | None = None) -> int:
                     seconds.setdefault(stage, {}).setdefault(size, []).append(time.perf_counter() - start)
     table = {stage: [statistics.median(by_size[size]) for size in sizes] for stage, by_size in seconds.items()}
     voxels = [args.slices * size * size for size in sizes]
-    print(f"{'stage':<24}" + "".join(f"{f'{s} px':>10}" for s in sizes) + f"{'exponent':>10}")
+    steps = [f"{a}->{b}" for a, b in zip(sizes, sizes[1:])] if len(sizes) > 2 else []
+    print(f"{'stage':<24}" + "".join(f"{f'{s} px':>10}" for s in sizes) + f"{'exponent':>10}"
+          + "".join(f"{step:>12}" for step in steps))
     for stage, seconds in table.items():
-        print(f"{stage:<24}" + "".join(f"{t:>10.3f}" for t in seconds) + f"{exponent(voxels, seconds):>10.2f}")
-    print("seconds are medians; exponent k of seconds ~ voxels**k (1 = linear in voxels, 0 = fixed cost)")
+        per_step = [exponent(voxels[i : i + 2], seconds[i : i + 2]) for i in range(len(steps))]
+        print(f"{stage:<24}" + "".join(f"{t:>10.3f}" for t in seconds) + f"{exponent(voxels, seconds):>10.2f}"
+              + "".join(f"{k:>12.2f}" for k in per_step))
+    print("seconds are medians; exponent k of seconds ~ voxels**k (1 = linear in voxels, 0 = fixed cost), "
+          "fitted over all sizes and per step between sizes (at the model's own size nothing is resampled)")
     return 0
 
 
