@@ -94,6 +94,30 @@ def test_deterministic_and_independent_of_batch_size(bundle, study):
     assert np.allclose(one.probabilities, whole.probabilities, atol=1e-5)
 
 
+def test_back_to_grid_in_chunks_equals_whole_batches(bundle, study, monkeypatch):
+    """to_grid one slice at a time (a chunk budget below one slice) gives the very labels and
+    probabilities of one chunk per batch, in a batch of every slice, through the same
+    antialiased bilinear resampling (the model's 64 px are more than 48) and crop."""
+    import torch.nn.functional as F
+
+    from StrokePerfusionSegLib import predictor
+
+    images, mip = study
+    whole = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=10_000)
+    monkeypatch.setattr(predictor, "GRID_CHUNK_BYTES", 1)
+    chunked = predict(images, SPACING, method=bundle, mip=mip, memory_budget_mb=10_000)
+    assert np.array_equal(whole.probabilities, chunked.probabilities)
+    assert np.array_equal(whole.labels, chunked.labels)
+
+    resampler = predictor.SliceResampler((48, 40), 64, predictor.padding_values(bundle.config))
+    small = torch.softmax(torch.randn(3, 4, 64, 64), dim=1)
+    labels, probabilities = np.empty((3, 48, 40), np.uint8), np.empty((3, 4, 48, 40), np.float32)
+    predictor.to_grid(small, resampler, True, 4, torch.from_numpy(labels), torch.from_numpy(probabilities))
+    expected = F.interpolate(small, size=(48, 48), mode="bilinear", align_corners=False, antialias=True)[..., 4:44]
+    np.testing.assert_array_equal(probabilities, expected.numpy())
+    np.testing.assert_array_equal(labels, 1 + expected[:, 1:].argmax(dim=1).numpy())
+
+
 def test_colour_coded_maps_give_the_scalar_result(bundle, study):
     images, mip = study
     scalar = predict(images, SPACING, method=bundle, mip=mip)
