@@ -15,8 +15,8 @@ curves from :func:`StrokePerfusionSegLib.tracer.tissue_curves`):
 
 Speed: 512 x 512 x 20 x 40 studies with 3 HU noise, a phantom LVO head (the clinical case)
 and tissue in every voxel (a worst case: a head fills about half of the field of view),
-through :func:`compute_perfusion_maps` with bcSVD (target <= 10 s) and oSVD (<= 60 s), with
-and without the default smoothing; memory (<= 4 GB); and the ratio to one dense float32 matrix
+through :func:`compute_perfusion_maps` with bcSVD and the model fit (target <= 10 s) and oSVD
+(<= 60 s), with and without the default smoothing (``--methods`` to time fewer); memory (<= 4 GB); and the ratio to one dense float32 matrix
 product of the same size (brain voxels x 2t by 2t x 2t) timed in the same run, which makes the
 figure comparable across machines and loads.
 """
@@ -137,12 +137,17 @@ def _phantom_head_study(slices: int, size: int, frames: int):
     return case.ctp, case.geometry.spacing_zyx
 
 
-def _time_methods(ctp, spacing) -> tuple[dict, int]:
+#: Speed targets (s) at 512 x 512 x 20 x 40.
+TARGETS_S = {"bcsvd": 10.0, "model": 10.0, "osvd": 60.0}
+
+
+def _time_methods(ctp, spacing, methods) -> tuple[dict, int]:
     """Wall time of each (method, smoothing), printed with CPU time and stages; and the brain voxel count."""
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
 
     walls = {}
-    for method, target in (("bcsvd", 10.0), ("osvd", 60.0)):
+    for method in methods:
+        target = TARGETS_S[method]
         for smoothing in (1.5, 0.0):
             wall, cpu = time.perf_counter(), time.process_time()
             result = compute_perfusion_maps(ctp, 1.0, spacing, method=method, smoothing_mm=smoothing)
@@ -167,7 +172,7 @@ def _dense_product_ratios(walls: dict, voxels: int, frames: int) -> None:
           f"{product:.2f} s; analysis / product: {ratios}")
 
 
-def speed(slices: int, size: int, frames: int) -> None:
+def speed(slices: int, size: int, frames: int, methods) -> None:
     import tracemalloc
 
     from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
@@ -175,12 +180,12 @@ def speed(slices: int, size: int, frames: int) -> None:
     print(f"speed, {size} x {size} x {slices} slices x {frames} frames, wall and CPU time (the machine may be shared)")
     ctp, spacing = _phantom_head_study(slices, size, frames)
     print(f"  phantom LVO head, 3 HU ({ctp.nbytes / 2**20:.0f} MiB float32)")
-    _dense_product_ratios(*_time_methods(ctp, spacing), frames)
+    _dense_product_ratios(*_time_methods(ctp, spacing, methods), frames)
     del ctp
     ctp, spacing = _clinical_size_study(slices, size, frames)
     print(f"  tissue in every voxel, 3 HU (worst case: a head fills about half of the field of view; "
           f"{ctp.nbytes / 2**20:.0f} MiB float32)")
-    _dense_product_ratios(*_time_methods(ctp, spacing), frames)
+    _dense_product_ratios(*_time_methods(ctp, spacing, methods), frames)
     tracemalloc.start()
     compute_perfusion_maps(ctp, 1.0, spacing)
     working = tracemalloc.get_traced_memory()[1] / 2**20
@@ -200,13 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slices", type=int, default=20)
     parser.add_argument("--frames", type=int, default=40)
+    parser.add_argument("--methods", nargs="+", choices=tuple(TARGETS_S), default=tuple(TARGETS_S))
     args = parser.parse_args(argv)
     if not args.skip_accuracy:
         accuracy()
     if args.phantom:
         phantom(args.phantom_size, args.phantom_frames)
     if not args.skip_speed:
-        speed(args.slices, args.size, args.frames)
+        speed(args.slices, args.size, args.frames, args.methods)
     return 0
 
 

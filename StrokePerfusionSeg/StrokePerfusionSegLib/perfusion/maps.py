@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
+from threadpoolctl import threadpool_limits
 
 from ..brainmask import BRAIN_MIP_RANGE_HU, brain_mask_from_mip
 from ..errors import CancelledError, InputError
@@ -261,7 +262,9 @@ def _analyse_slices(ctp_hu, baseline, brain_mask, spacing, smoothing_mm, estimat
     """Maps (z, y, x) float32 of every brain voxel, slice by slice on every core.
 
     Smoothing is in-plane and a slice bounds the working memory; numpy and scipy release the
-    GIL in the heavy loops, so threads run in parallel.
+    GIL in the heavy loops, so threads run in parallel. The slices already use every core, so the
+    BLAS library runs one thread per product: its own threads on top oversubscribe the cores and
+    spin (on a 2-core machine that made the model fit ~10x and bcSVD ~2x slower).
     """
     values = {name: np.zeros(brain_mask.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
 
@@ -284,7 +287,7 @@ def _analyse_slices(ctp_hu, baseline, brain_mask, spacing, smoothing_mm, estimat
         return int(inside.sum())
 
     brain_count, done = int(brain_mask.sum()), 0
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         jobs = [pool.submit(analyse_slice, z) for z in range(brain_mask.shape[0])]
         try:
             for job in jobs:
