@@ -37,6 +37,7 @@ from StrokePerfusionSegLib.mrml import ctp as mrmlCtp
 from StrokePerfusionSegLib.mrml import nodes as mrmlNodes
 from StrokePerfusionSegLib.mrml import segmentation as mrmlSegmentation
 from StrokePerfusionSegLib.mrml import study as mrmlStudy
+from StrokePerfusionSegLib.perfusionmethods import DEFAULT_METHOD, METHODS
 from StrokePerfusionSegLib.terminology import TERMINOLOGY_FILE
 from StrokePerfusionSegLib.volumes import DECISION_SUPPORT_CAVEAT
 
@@ -183,6 +184,7 @@ class StrokePerfusionSegParameterNode:
     mipVolume: MapVolume
     ctpNode: CtpNode
     frameInterval: Annotated[float, WithinRange(0.0, 60.0)] = 0.0  # s; 0 = from the series
+    perfusionMethod: Annotated[str, Choice(list(METHODS))] = DEFAULT_METHOD
     nihss: Annotated[int, WithinRange(-1, 42)] = -1  # -1 = not set
     method: str = ""  # a registry model id or "threshold"; empty: the default model
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -390,6 +392,7 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
                 return
             interval = self._parameterNode.frameInterval or None
             computed = self.logic.computeMaps(self._parameterNode.ctpNode, interval,
+                                              perfusionMethod=self._parameterNode.perfusionMethod,
                                               progress=self._progress, cancel=self._cancelled)
             for name, parameter in MAP_PARAMETERS.items():
                 if name in computed.nodes:
@@ -528,10 +531,14 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
             cancel=cancel,
         )
 
-    def computeMaps(self, ctpNode, frameInterval=None, progress=None, cancel=None):
-        """Perfusion maps from a 4D CTP node into scalar volume nodes (see ``mrml.ctp.compute_map_volumes``)."""
+    def computeMaps(self, ctpNode, frameInterval=None, perfusionMethod=DEFAULT_METHOD, progress=None, cancel=None):
+        """Perfusion maps from a 4D CTP node into scalar volume nodes (see ``mrml.ctp.compute_map_volumes``).
+
+        ``perfusionMethod``: one of ``perfusionmethods.METHODS`` (docs/perfusion.md compares them).
+        """
         return mrmlCtp.compute_map_volumes(
-            slicer.mrmlScene, ctpNode, dt_s=frameInterval, progress=progress, cancel=cancel
+            slicer.mrmlScene, ctpNode, dt_s=frameInterval, perfusion_method=perfusionMethod,
+            progress=progress, cancel=cancel,
         )
 
 

@@ -87,6 +87,30 @@ def test_raw_ctp_file_maps_computed_first(tiny_cohort, tmp_path):
     assert report["timings_s"]["perfusion"] > 0
 
 
+def test_perfusion_options_reach_the_ctp_analysis_and_the_outputs(tiny_cohort, tmp_path):
+    """--perfusion-method/--kh/--rho go through a batch job and load_study to the analysis; the report,
+    its notes and the summary say how the maps were made."""
+    from StrokePerfusionSegLib.perfusionmethods import DEFAULT_METHOD
+
+    cohort = load_cohort(tiny_cohort)
+    ctp = cohort.case_folder(cohort.ids(group="LVO")[0]) / "ctp.nii.gz"
+    table = tmp_path / "studies.csv"
+    table.write_text(f"id,ctp\nfitted,{ctp}\n")
+    out = tmp_path / "batch"
+    assert run_cli("--batch", table, "--perfusion-method", "model", "--kh", "1", "--rho", "1",
+                   "--method", "threshold", "--format", "nifti", "--out", out) == 0
+    report = json.loads((out / "fitted" / "fitted_report.json").read_text())
+    assert report["inputs"]["maps"]["cbf"] | {"from": None} == {
+        "from": None, "kind": "computed", "method": "model", "kh": 1.0, "rho_g_per_ml": 1.0}
+    said = "perfusion maps computed from the raw CTP: method model, kh 1, rho 1 g/ml"
+    assert said in report["notes"] and said in read_summary(out / "summary.csv")["fitted"]["notes"]
+    # A single --ctp study without the options: the defaults, recorded the same way.
+    assert run_cli("--ctp", ctp, "--method", "threshold", "--format", "nifti", "--out", tmp_path / "one") == 0
+    report = json.loads((tmp_path / "one" / "ctp" / "ctp_report.json").read_text())
+    assert report["inputs"]["maps"]["cbf"]["method"] == DEFAULT_METHOD
+    assert report["inputs"]["maps"]["cbf"]["kh"] == 0.73 and report["inputs"]["maps"]["cbf"]["rho_g_per_ml"] == 1.04
+
+
 def test_batch_with_broken_cases_and_summary(tiny_cohort, tmp_path):
     studies = tmp_path / "studies"
     studies.mkdir()
@@ -143,6 +167,9 @@ def test_shards_cover_every_case_once(total):
         (["--case", "{case}", "--out", "{file}/sub"], "cannot write to output folder"),
         (["--case", "{case}", "--nihss", "50"], "outside 0..42"),
         (["--case", "{damaged}"], "cbf.nii.gz"),
+        (["--cbf", "{case}/cbf.nii.gz", "--tmax", "{case}/tmax.nii.gz", "--kh", "1"], "map files were given"),
+        (["--case", "{case}", "--perfusion-method", "model"], "has its perfusion maps"),
+        (["--ctp", "{case}/ctp.nii.gz", "--rho", "0"], "rho must be a positive number"),
     ],
 )
 def test_user_errors_exit_2(args, message, tiny_cohort, tmp_path, capsys):

@@ -353,6 +353,20 @@ def test_maps_from_a_ctp_sequence(scene, lvo_case, lvo_nodes):
     assert all(again[name] is nodes[name] for name in nodes)  # updated in place, not piled up
 
 
+def test_maps_from_a_ctp_by_the_method_asked_for(scene, lvo_case, lvo_nodes):
+    from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
+
+    nodes = mrml_ctp.compute_map_volumes(scene, lvo_nodes["ctp"], perfusion_method="model").nodes
+    spacing = lvo_case.geometry.spacing_zyx
+    fitted = compute_perfusion_maps(lvo_case.ctp, lvo_case.dt_s, spacing, method="model").maps
+    svd = compute_perfusion_maps(lvo_case.ctp, lvo_case.dt_s, spacing, method="bcsvd").maps
+    cbf = mrml_nodes.array_from_node(nodes["cbf"])
+    np.testing.assert_allclose(cbf, fitted["cbf"], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(cbf, svd["cbf"], rtol=0.01)
+    with pytest.raises(InputError, match="unknown deconvolution method 'svd'"):
+        mrml_ctp.compute_map_volumes(scene, lvo_nodes["ctp"], perfusion_method="svd")
+
+
 def test_perfusion_notes_reach_apply(scene, lvo_case):
     """A series cut short before the bolus has passed: the analysis' notes come back with the map
     volumes, and an Apply on those volumes reports them."""

@@ -208,3 +208,14 @@ def test_requirements_name_installable_packages():
     names = {re.match(r"[A-Za-z0-9_.-]+", line).group(0).lower() for line in lines}
     assert "torch" not in names  # PyTorch comes from the PyTorch extension
     assert {"scikit-image", "safetensors"} <= names
+
+
+def test_perfusion_method_combo_offers_every_method_and_defaults_to_the_product_default():
+    from StrokePerfusionSegLib.perfusionmethods import DEFAULT_METHOD, METHODS
+
+    combo = ui_widgets()["perfusionMethodComboBox"]
+    assert tuple(item.find("property/string").text for item in combo.findall("item")) == METHODS
+    assert bound_parameters()["perfusionMethodComboBox"] == "perfusionMethod"
+    assert parameter_annotations()["perfusionMethod"] == "Annotated[str, Choice(list(METHODS))]"
+    assert "perfusionMethod: Annotated[str, Choice(list(METHODS))] = DEFAULT_METHOD" in MODULE_FILE.read_text()
+    assert DEFAULT_METHOD in METHODS

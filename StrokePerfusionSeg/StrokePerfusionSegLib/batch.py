@@ -180,8 +180,11 @@ def summary_row(result, output: Path, seconds: float) -> dict:
 
 
 def segment_job(job: Job, method, out: Path, *, formats=None, series_map=None, resample=False,
-                device="auto", overwrite=False):
+                device="auto", overwrite=False, perfusion=None):
     """Load, segment and write one study into ``out/<id>``; returns the SegmentationResult.
+
+    ``perfusion``: ``perfusion_method``, ``kh`` and ``rho`` for :func:`.studyio.load_study`
+    (how maps are computed from a raw CTP; absent = the defaults).
 
     Before any work: the id must be a plain folder name (:func:`studyid.check_study_id`), the
     target must not exist (unless ``overwrite``), be a link or a file, nor overlap the study's
@@ -200,7 +203,7 @@ def segment_job(job: Job, method, out: Path, *, formats=None, series_map=None, r
     extra = {"series_map": series_map} if "dicom_dir" in job.source else {}
     with folder_lock(target):
         study = load_study(**job.source, nihss=job.nihss, needed=method.required_maps, resample=resample,
-                           study_id=target.name, **extra)
+                           study_id=target.name, **extra, **(perfusion or {}))
         result = segment_study(study, method, device=device)
         write_outputs(result, target, formats, overwrite=overwrite)
     return result

@@ -35,6 +35,7 @@ from .nihss import check_nihss
 from .colourcoding import decode_colour_input
 from .imageio import Geometry
 from .mapspecs import MAP_NAMES, PERFUSION_MAP_INPUTS, map_spec
+from .perfusionmethods import DEFAULT_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +129,28 @@ class _ComputedMaps:
     maps: dict[str, np.ndarray]
     brain_mask: np.ndarray
     notes: list[str]
+    settings: dict  # method, kh, rho_g_per_ml as used
 
 
-def _maps_from_ctp(ctp, dt_s, geometry, method, progress, cancel, timings) -> _ComputedMaps:
+def _maps_from_ctp(ctp, dt_s, geometry, perfusion, progress, cancel, timings) -> _ComputedMaps:
+    """Maps of a raw CTP; ``perfusion``: ``method``, ``kh``, ``rho`` given to load_study (None = default)."""
     from .perfusion import compute_perfusion_maps
+    from .tracer import KH, RHO
 
+    method = perfusion["method"] or DEFAULT_METHOD
+    kh = KH if perfusion["kh"] is None else perfusion["kh"]
+    rho = RHO if perfusion["rho"] is None else perfusion["rho"]
     start = time.perf_counter()
     # Any real dtype as stored (int16 from case folders): the analysis never copies the 4D series.
     result = compute_perfusion_maps(
         ctp, float(dt_s), geometry.spacing_zyx,
-        method=method, progress=progress, cancel=cancel,
+        method=method, kh=kh, rho=rho, progress=progress, cancel=cancel,
     )
     timings["perfusion"] = time.perf_counter() - start
     maps = {name: np.asarray(values, dtype=np.float32) for name, values in result.maps.items()}
-    return _ComputedMaps(maps, np.asarray(result.brain_mask, dtype=bool), list(result.notes))
+    note = f"perfusion maps computed from the raw CTP: method {method}, kh {kh:g}, rho {rho:g} g/ml"
+    return _ComputedMaps(maps, np.asarray(result.brain_mask, dtype=bool), [note, *result.notes],
+                         {"method": method, "kh": kh, "rho_g_per_ml": rho})
 
 
 def _wanted(needed: Sequence[str]) -> tuple[str, ...]:
@@ -163,11 +172,11 @@ class _Loaded:
     brain_mask: np.ndarray | None = None
 
 
-def _computed_source(origin: str, maps, method: str) -> dict:
-    return {name: {"from": origin, "kind": "computed", "method": method} for name in maps}
+def _computed_source(origin: str, computed: _ComputedMaps) -> dict:
+    return {name: {"from": origin, "kind": "computed", **computed.settings} for name in computed.maps}
 
 
-def _from_case(folder, needed, grid: GridCheck, notes, *, perfusion_method, progress, cancel, timings) -> _Loaded:
+def _from_case(folder, needed, grid: GridCheck, notes, *, perfusion, progress, cancel, timings) -> _Loaded:
     from .casefolder import load_case
 
     folder = Path(folder)
@@ -182,10 +191,10 @@ def _from_case(folder, needed, grid: GridCheck, notes, *, perfusion_method, prog
     case = load_case(folder, maps=() if with_ctp else tuple(present), with_ctp=with_ctp, with_label=False)
     loaded = _Loaded(case.case_id, {}, {"kind": "case", "case": folder.name, "maps": {}}, case.nihss, dt_s=case.dt_s)
     if with_ctp:
-        computed = _maps_from_ctp(case.ctp, case.dt_s, case.geometry, perfusion_method, progress, cancel, timings)
+        computed = _maps_from_ctp(case.ctp, case.dt_s, case.geometry, perfusion, progress, cancel, timings)
         notes.extend(computed.notes)
         loaded.brain_mask = computed.brain_mask
-        loaded.source["maps"] = _computed_source("ctp.nii.gz", computed.maps, perfusion_method)
+        loaded.source["maps"] = _computed_source("ctp.nii.gz", computed)
         maps = computed.maps
     else:
         maps = case.maps
@@ -212,24 +221,24 @@ def _from_files(map_files: Mapping[str, os.PathLike], needed, grid: GridCheck, n
     return loaded
 
 
-def _from_ctp_file(path, dt_s, grid: GridCheck, notes, *, perfusion_method, progress, cancel, timings) -> _Loaded:
+def _from_ctp_file(path, dt_s, grid: GridCheck, notes, *, perfusion, progress, cancel, timings) -> _Loaded:
     image = imageio.read_image(path)
     if image.GetDimension() != 4:
         raise InputError(f"{Path(path).name} is {image.GetDimension()}D: a CTP must be a 4D image (x, y, z, t)")
     frame_interval = imageio.checked_frame_interval_s(path, image, dt_s)
     geometry = Geometry.from_image(image)
     computed = _maps_from_ctp(
-        sitk.GetArrayViewFromImage(image), frame_interval, geometry, perfusion_method, progress, cancel, timings
+        sitk.GetArrayViewFromImage(image), frame_interval, geometry, perfusion, progress, cancel, timings
     )
     notes.extend(computed.notes)
     name = Path(path).name
     source = {"kind": "ctp", "ctp": name, "dt_s": frame_interval,
-              "maps": _computed_source(name, computed.maps, perfusion_method)}
+              "maps": _computed_source(name, computed)}
     maps = {key: grid.put(key, values, geometry, name) for key, values in computed.maps.items()}
     return _Loaded(name.split(".")[0], maps, source, dt_s=frame_interval, brain_mask=computed.brain_mask)
 
 
-def _from_dicom(folder, needed, series_map, grid: GridCheck, notes, *, perfusion_method, progress, cancel,
+def _from_dicom(folder, needed, series_map, grid: GridCheck, notes, *, perfusion, progress, cancel,
                 timings) -> _Loaded:
     from . import dicom
 
@@ -254,13 +263,12 @@ def _from_dicom(folder, needed, series_map, grid: GridCheck, notes, *, perfusion
         raise recognition.missing_map_error(missing[0], scan)
     if missing and recognition.ctp is not None:
         volume = dicom.read_ctp_series(recognition.ctp)
-        computed = _maps_from_ctp(volume.values, volume.dt_s, volume.geometry, perfusion_method, progress, cancel,
-                                  timings)
+        computed = _maps_from_ctp(volume.values, volume.dt_s, volume.geometry, perfusion, progress, cancel, timings)
         notes.extend(computed.notes)
         description = recognition.ctp.description
         loaded.maps = {name: grid.put(name, values, volume.geometry, description)
                        for name, values in computed.maps.items()}
-        loaded.source["maps"] = _computed_source(description, computed.maps, perfusion_method)
+        loaded.source["maps"] = _computed_source(description, computed)
         loaded.reference_headers, loaded.dt_s, loaded.brain_mask = volume.slice_headers, volume.dt_s, computed.brain_mask
         return loaded
     if missing:
@@ -288,7 +296,9 @@ def load_study(
     series_map: Mapping[str, str] | None = None,
     dt_s: float | None = None,
     resample: bool = False,
-    perfusion_method: str = "bcsvd",
+    perfusion_method: str | None = None,
+    kh: float | None = None,
+    rho: float | None = None,
     study_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
@@ -309,8 +319,11 @@ def load_study(
         Frame interval (s) of ``ctp_file`` when its 4th spacing is not right.
     resample : bool
         Resample maps that are not on the first map's grid instead of refusing them.
-    perfusion_method : str
-        Deconvolution when maps are computed from a CTP (one of ``perfusion.METHODS``).
+    perfusion_method, kh, rho : optional
+        How maps are computed from a raw CTP: the method (one of
+        :data:`~StrokePerfusionSegLib.perfusionmethods.METHODS`), the haematocrit factor ratio
+        and the tissue density in g/ml; None is the default (``DEFAULT_METHOD``, 0.73, 1.04).
+        Any of them given for a study whose maps are read, not computed, is an InputError.
     study_id : str, optional
         Label of the study (default: the folder or file name).
     progress, cancel : callable, optional
@@ -327,7 +340,8 @@ def load_study(
     notes: list[str] = []
     timings: dict[str, float] = {}
     grid = GridCheck(resample, notes)
-    analysis = dict(perfusion_method=perfusion_method, progress=progress, cancel=cancel, timings=timings)
+    perfusion = {"method": perfusion_method, "kh": kh, "rho": rho}
+    analysis = dict(perfusion=perfusion, progress=progress, cancel=cancel, timings=timings)
     if case_dir:
         loaded = _from_case(case_dir, needed, grid, notes, **analysis)
     elif dicom_dir:
@@ -336,6 +350,12 @@ def load_study(
         loaded = _from_files(map_files, needed, grid, notes)
     else:
         loaded = _from_ctp_file(ctp_file, dt_s, grid, notes, **analysis)
+    computed = any(entry.get("kind") == "computed" for entry in loaded.source["maps"].values())
+    if not computed and any(value is not None for value in perfusion.values()):
+        raise InputError(
+            f"{loaded.label} has its perfusion maps: a perfusion method, kh or rho applies only to maps computed "
+            "from a raw CTP; leave --perfusion-method, --kh and --rho out, or give the CTP"
+        )
     timings["read"] = time.perf_counter() - start - timings.get("perfusion", 0.0)
     return Study(
         study_id=study_id or loaded.label,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..perfusionmethods import DEFAULT_METHOD, METHODS
+
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -17,8 +19,8 @@ def register(subparsers) -> None:
         "perfusion",
         help="compute CBF, CBV, MTT, TTP, Tmax and MIP maps from a 4D CT perfusion series",
         description=(
-            "Compute perfusion maps from a 4D CT perfusion NIfTI file (HU) by block-circulant "
-            "SVD deconvolution with an automatic (or given) arterial input function."
+            "Compute perfusion maps from a 4D CT perfusion NIfTI file (HU) with an automatic (or given) "
+            "arterial input function, by deconvolution or a model fit (--method)."
         ),
     )
     parser.add_argument("--ctp", required=True, metavar="FILE", help="4D CT perfusion series (.nii or .nii.gz, HU)")
@@ -28,10 +30,10 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="new folder for the maps (must not exist)")
     parser.add_argument(
         "--method",
-        choices=("bcsvd", "osvd", "tikhonov", "model"),
-        default="bcsvd",
-        help="bcsvd (block-circulant SVD), osvd (oscillation-limited), tikhonov (GCV) or model (gamma-residue "
-        "model fit); default bcsvd. docs/perfusion.md compares them",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="bcsvd (block-circulant SVD), osvd (oscillation-limited), tikhonov (GCV) or model (model fit over "
+        f"gamma and lognormal residues); default {DEFAULT_METHOD}. docs/perfusion.md compares them",
     )
     parser.add_argument(
         "--aif-voxel", metavar="Z,Y,X", help="use this voxel (array indices) as the arterial input"
@@ -49,6 +51,12 @@ def register(subparsers) -> None:
         help="report plain max(R), its time and the plain area-ratio CBV, without correcting the SVD truncation "
         "and the washout a short series misses",
     )
+    add_factor_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def add_factor_arguments(parser) -> None:
+    """``--kh`` and ``--rho`` (None when not given: the defaults), shared with ``segment``."""
     parser.add_argument(
         "--kh",
         type=float,
@@ -61,7 +69,6 @@ def register(subparsers) -> None:
         "--rho", type=float, default=None, metavar="G_PER_ML",
         help="brain tissue density in g/ml (default 1.04; 1 gives flow and volume per ml of tissue)",
     )
-    parser.set_defaults(handler=run)
 
 
 def _aif_voxel(text: str | None):

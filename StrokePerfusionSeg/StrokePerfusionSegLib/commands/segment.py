@@ -27,6 +27,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..mapspecs import MAP_NAMES
+from ..perfusionmethods import DEFAULT_METHOD, METHODS, check_factors
+from .perfusion import add_factor_arguments
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,10 @@ examples:
     strokeperfusionseg segment --cbf cbf.nii.gz --cbv cbv.nii.gz --ttp ttp.nii.gz \\
         --tmax tmax.nii.gz --mip mip.nii.gz --method threshold --out results
 
-  A raw 4D CTP file: the maps are computed first:
+  A raw 4D CTP file: the maps are computed first (by default, or here the second time by
+  block-circulant SVD without the haematocrit and density factors):
     strokeperfusionseg segment --ctp ctp.nii.gz --nihss 9 --out results
+    strokeperfusionseg segment --ctp ctp.nii.gz --perfusion-method bcsvd --kh 1 --rho 1 --out results
 
   The console named a map in a way not recognised: say which series it is:
     strokeperfusionseg segment --dicom /data/study2 --map tmax="Perf T-max (s)" --out results
@@ -92,6 +96,14 @@ def register(subparsers) -> None:
                         help="dl: the trained network (default); threshold: rCBF < 30%% core, Tmax > 6 s hypoperfusion")
     method.add_argument("--model", metavar="ID|PATH", help="model id from the registry or a bundle folder (default: the bundled model)")
     method.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs (default auto)")
+    perfusion = parser.add_argument_group(
+        "perfusion analysis (raw CTP input only: --ctp, or a case/DICOM folder holding the CTP instead of maps)")
+    perfusion.add_argument(
+        "--perfusion-method", choices=METHODS, metavar="|".join(METHODS),
+        help=f"how the maps are computed from the CTP (default {DEFAULT_METHOD}); as `strokeperfusionseg perfusion "
+             "--method`, docs/perfusion.md compares them",
+    )
+    add_factor_arguments(perfusion)
     output = parser.add_argument_group("output")
     output.add_argument("--out", metavar="DIR", required=True, help="output folder; each study gets OUT/<id>/")
     output.add_argument(
@@ -190,6 +202,12 @@ def check_batch_output(batch: str, out: Path) -> None:
         raise InputError(f"--out {out} lies in the batch folder {batch}: choose an output folder outside it")
 
 
+def perfusion_options(args) -> dict:
+    """The perfusion flags given, as keyword arguments of ``studyio.load_study`` (absent: the defaults)."""
+    given = {"perfusion_method": args.perfusion_method, "kh": args.kh, "rho": args.rho}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def check_options(args, formats: tuple[str, ...] | None) -> None:
     """Refuse contradictory options before any work."""
     single = {
@@ -208,6 +226,11 @@ def check_options(args, formats: tuple[str, ...] | None) -> None:
         raise InputError("--nihss is for one study: in a batch put the scores in case.json or the CSV's nihss column")
     if args.map and not (args.dicom or args.batch):
         raise InputError("--map names DICOM series: use it with --dicom (or a --batch of DICOM folders)")
+    perfusion = perfusion_options(args)
+    if perfusion and single["files"]:
+        raise InputError("--perfusion-method, --kh and --rho set how maps are computed from a raw CTP, but map files "
+                         "were given: leave them out, or give the CTP with --ctp")
+    check_factors(**{name: value for name, value in perfusion.items() if name != "perfusion_method"})
     if formats and "dicom-seg" in formats and not (args.dicom or args.batch):
         raise InputError("a DICOM SEG needs a DICOM input (--dicom); leave dicom-seg out of --format for other inputs")
 
@@ -242,7 +265,7 @@ def run(args) -> int:
     ensure_writable(out)
     method = resolve_method(THRESHOLD if args.method == "threshold" else args.model)
     options = dict(formats=requested, series_map=series_map, resample=args.resample,
-                   device=args.device, overwrite=args.overwrite)
+                   device=args.device, overwrite=args.overwrite, perfusion=perfusion_options(args))
     if not args.batch:
         result = batch.segment_job(jobs[0], method, out, **options)
         _print_single(result, out / jobs[0].study_id)

@@ -40,6 +40,7 @@ from ..atomic import staged_folder
 from ..casefolder import Case, save_case, save_cohort_index
 from ..errors import InputError
 from ..imageio import Geometry
+from ..perfusionmethods import DEFAULT_METHOD
 from ..labels import BACKGROUND, BRAIN, CORE
 from ..labelschemes import label_scheme
 from .mapagreement import agreement_table, map_agreement
@@ -172,7 +173,7 @@ def read_mask(path: Path, what: str, geometry: Geometry, shape) -> np.ndarray:
 
 
 def build_case(source: SourceCase, info: DatasetInfo, *, maps: str = "dataset", keep_ctp: bool = False,
-               perfusion_method: str = "bcsvd") -> Case:
+               perfusion_method: str = DEFAULT_METHOD) -> Case:
     """Complete a :class:`SourceCase` into a :class:`Case` (see the module docstring)."""
     from ..perfusion import compute_perfusion_maps
 

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import Geometry
 from ..mapspecs import MAP_SPECS
+from ..perfusionmethods import DEFAULT_METHOD
 from .nodes import (
     ATTRIBUTE_MAP,
     ATTRIBUTE_NOTES,
@@ -88,7 +89,7 @@ def compute_map_volumes(
     ctp_node,
     *,
     dt_s: float | None = None,
-    perfusion_method: str = "bcsvd",
+    perfusion_method: str = DEFAULT_METHOD,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> MapVolumes:

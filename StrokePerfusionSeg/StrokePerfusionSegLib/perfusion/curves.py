@@ -21,14 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..perfusionmethods import DEFAULT_METHOD, METHODS, check_factors
 from ..tracer import KH, RHO
 from .calibration import DeconvolutionBias
 from .deconvolution import CirculantDeconvolver, peak_and_time
 from .modelfit import ModelFit
 
-#: Methods: block-circulant SVD (fixed truncation), oscillation-limited SVD (Wu et al. 2003),
-#: Tikhonov with GCV, and the model fit of :mod:`.modelfit`.
-METHODS = ("bcsvd", "osvd", "tikhonov", "model")
 #: Methods whose readings the exponential-residue bias correction (:mod:`.calibration`) applies to.
 CORRECTABLE = ("bcsvd", "osvd", "tikhonov")
 
@@ -87,7 +85,7 @@ class CurveEstimator:
 def build_estimator(
     aif: np.ndarray,
     dt_s: float,
-    method: str = "bcsvd",
+    method: str = DEFAULT_METHOD,
     *,
     correct_bias: bool = True,
     correct_flow: bool = True,
@@ -115,7 +113,7 @@ def deconvolve_curves(
     aif: np.ndarray,
     dt_s: float,
     *,
-    method: str = "bcsvd",
+    method: str = DEFAULT_METHOD,
     correct_bias: bool = True,
     kh: float = KH,
     rho: float = RHO,
@@ -136,7 +134,8 @@ def deconvolve_curves(
     dt_s : float
         Frame interval in s.
     method : {"bcsvd", "osvd", "tikhonov", "model"}
-        See :data:`METHODS` and docs/perfusion.md.
+        See :data:`~StrokePerfusionSegLib.perfusionmethods.METHODS` and docs/perfusion.md;
+        default :data:`~StrokePerfusionSegLib.perfusionmethods.DEFAULT_METHOD`.
     correct_bias : bool
         SVD methods: undo the truncation's CBF loss and Tmax lag and the CBV lost to the end of
         the series as measured on exponential-residue curves (:mod:`.calibration`).
@@ -165,9 +164,7 @@ def check_options(method: str, dt_s: float, kh: float, rho: float) -> None:
         raise InputError(f"unknown deconvolution method '{method}': use one of {', '.join(METHODS)}")
     if dt_s is None or not np.isfinite(dt_s) or dt_s <= 0:
         raise InputError(f"frame interval dt must be a positive number of seconds, got {dt_s}: pass --dt")
-    for name, value in (("kh", kh), ("rho", rho)):
-        if not (np.isfinite(value) and value > 0):
-            raise InputError(f"{name} must be a positive number, got {value}: e.g. --kh 0.73 --rho 1.04")
+    check_factors(kh=kh, rho=rho)
 
 
 def _smooth_in_time(curves: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from ..brainmask import BRAIN_MIP_RANGE_HU, brain_mask_from_mip
 from ..errors import CancelledError, InputError
+from ..perfusionmethods import DEFAULT_METHOD
 from ..tracer import KH, RHO
 from .aif import GammaFit, automatic_aif, concentration_curves, fit_gamma_variate, manual_aif, venous_scale
 from .bolus import Bolus, baseline_image, before_arterial_arrival, find_bolus
@@ -122,7 +123,7 @@ def compute_perfusion_maps(
     dt_s: float,
     spacing: tuple[float, float, float],
     *,
-    method: str = "bcsvd",
+    method: str = DEFAULT_METHOD,
     aif_voxel=None,
     brain_mask: np.ndarray | None = None,
     correct_bias: bool = True,
@@ -144,7 +145,8 @@ def compute_perfusion_maps(
         Voxel size in mm, ``(z, y, x)``.
     method : {"bcsvd", "osvd", "tikhonov", "model"}
         Block-circulant SVD with a fixed truncation (fast), oscillation-limited SVD, Tikhonov
-        with GCV, or the model fit of :mod:`.modelfit` (see :data:`.curves.METHODS`).
+        with GCV, or the model fit of :mod:`.modelfit`; default
+        :data:`~StrokePerfusionSegLib.perfusionmethods.DEFAULT_METHOD`.
     aif_voxel : (3,) index or (z, y, x) bool mask, optional
         Arterial voxel(s) to use instead of the automatic AIF.
     brain_mask : (z, y, x) bool, optional

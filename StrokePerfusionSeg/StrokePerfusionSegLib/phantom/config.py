@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..casefolder import GROUPS
 from ..errors import InputError
-from ..perfusion import METHODS
+from ..perfusionmethods import DEFAULT_METHOD, METHODS
 
 MAP_SOURCES = ("computed", "truth")
 
@@ -39,7 +39,8 @@ class PhantomConfig:
         :func:`StrokePerfusionSegLib.perfusion.compute_perfusion_maps`; ``truth``: the
         simulated tissue parameters themselves (faster; no perfusion analysis needed).
     perfusion_method : {"bcsvd", "osvd", "tikhonov", "model"}
-        Deconvolution used when ``maps == "computed"``.
+        Deconvolution used when ``maps == "computed"`` (default: the product's,
+        :data:`~StrokePerfusionSegLib.perfusionmethods.DEFAULT_METHOD`).
     fov_mm : float
         In-plane field of view in mm.
     slice_mm : float
@@ -58,7 +59,7 @@ class PhantomConfig:
     dt_s: float = 1.0
     noise_hu: float = 3.0
     maps: str = "computed"
-    perfusion_method: str = "bcsvd"
+    perfusion_method: str = DEFAULT_METHOD
     fov_mm: float = 220.0
     slice_mm: float = 5.0
     with_ctp: bool = True
