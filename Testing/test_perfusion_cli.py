@@ -12,6 +12,7 @@ from StrokePerfusionSegLib import cli, imageio
 from StrokePerfusionSegLib.casefolder import load_case
 from StrokePerfusionSegLib.errors import EXIT_USER_ERROR, InputError
 from StrokePerfusionSegLib.perfusion import compute_perfusion_maps, make_reference_study
+from StrokePerfusionSegLib.perfusionmethods import DEFAULT_METHOD
 
 TISSUES = [(60.0, 4.0, 0.0, 0.0), (25.0, 2.0, 2.0, 0.0)]
 GEOMETRY = imageio.Geometry(spacing=(1.0, 1.0, 5.0), origin=(-20.0, 10.0, 3.0))
@@ -47,7 +48,7 @@ def test_cli_writes_readable_maps_with_the_input_geometry(ctp_file, study, tmp_p
     assert np.median(np.abs(case.maps["cbf"][inside] / study.truth["cbf"][inside] - 1)) <= 0.10
     assert case.dt_s == 1.5  # taken from the file's 4th spacing
     source = json.loads((out / "case.json").read_text())["source"]
-    assert source["method"] == "bcsvd" and len(source["aif_voxels_zyx"]) > 0
+    assert source["method"] == DEFAULT_METHOD and len(source["aif_voxels_zyx"]) > 0
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 

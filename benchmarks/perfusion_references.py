@@ -25,7 +25,8 @@ the digital reference object with each transit-time family (exponential, gamma l
 near-box lambda 100, lognormal), delays 0-5 s and dispersion 0-3 s, at 0, 3 and 6 HU; and
 phantom patients (diverse residues, :mod:`StrokePerfusionSegLib.phantom`) against their truth maps.
 Speed: seconds per million voxels of each method at 40 frames, beside one dense float32
-(voxels x 80) @ (80 x 80) product timed in the same run.
+(voxels x 80) @ (80 x 80) product timed in the same run, all with one BLAS thread (as each slice
+of the volume pipeline).
 """
 
 from __future__ import annotations
@@ -214,6 +215,8 @@ def phantom(patients: int, noise_levels, summary: dict) -> None:
 
 
 def speed(summary_methods=METHODS) -> None:
+    from threadpoolctl import threadpool_limits
+
     from StrokePerfusionSegLib.perfusion import deconvolve_curves, make_reference_study
 
     voxels = 200_000
@@ -231,14 +234,16 @@ def speed(summary_methods=METHODS) -> None:
         return time.perf_counter() - clock
 
     print(f"speed: {voxels} curves of 40 frames, per million voxels (median of 3), beside one dense "
-          "(voxels x 80) @ (80 x 80) float32 product timed in between")
+          "(voxels x 80) @ (80 x 80) float32 product timed in between; one BLAS thread for all, as the volume "
+          "pipeline runs each slice (BLAS threads left spinning by one run slow the next down)")
     for label, method, correct in summary_methods:
         runs, products = [], []
         for _ in range(3):
-            products.append(reference())
-            clock = time.perf_counter()
-            deconvolve_curves(curves, aif, 1.5, method=method, correct_bias=correct)
-            runs.append(time.perf_counter() - clock)
+            with threadpool_limits(limits=1, user_api="blas"):
+                products.append(reference())
+                clock = time.perf_counter()
+                deconvolve_curves(curves, aif, 1.5, method=method, correct_bias=correct)
+                runs.append(time.perf_counter() - clock)
         per_million = np.median(runs) * 1e6 / voxels
         ratio = np.median(runs) / np.median(products)
         print(f"  {label:<11s} {per_million:6.2f} s per million voxels = {ratio:6.1f} x the dense product "

@@ -266,7 +266,7 @@ def _analyse_slices(ctp_hu, baseline, brain_mask, spacing, smoothing_mm, estimat
     Smoothing is in-plane and a slice bounds the working memory; numpy and scipy release the
     GIL in the heavy loops, so threads run in parallel. The slices already use every core, so the
     BLAS library runs one thread per product: its own threads on top oversubscribe the cores and
-    spin (on a 2-core machine that made the model fit ~10x and bcSVD ~2x slower).
+    spin (on 2 loaded cores that made the model fit 5-10x and bcSVD ~2x slower).
     """
     values = {name: np.zeros(brain_mask.shape, np.float32) for name in ("cbf", "cbv", "mtt", "ttp", "tmax")}
 
