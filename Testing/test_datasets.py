@@ -101,11 +101,17 @@ def test_computed_maps_option_replaces_the_dataset_maps(isles2018_root, tmp_path
     kept_case, computed_case = load_case(kept / "train_case_2"), load_case(computed / "train_case_2")
     agreement = kept_case.meta["scale_check"]["cbf"]
     assert agreement["median_ratio"] == pytest.approx(10.0, rel=0.05)  # a scaling shows up ...
-    assert agreement["pearson_r"] > 0.99 and agreement["spearman_r"] > 0.99  # ... in maps that agree otherwise
-    # Voxel for voxel, bar a handful (4 of 16384 with the diverse-residue phantom) at the brain's
-    # edge and by vessels, where the two analyses' masks and AIF partial volume differ.
-    close = np.isclose(kept_case.maps["cbf"], 10 * computed_case.maps["cbf"], rtol=0.25, atol=1.0)
-    assert close.mean() >= 0.999, close.mean()
+    # ... in maps that agree otherwise. The same analysis on the same study, but the two runs' masks
+    # and AIF partial volume differ a little: with bcSVD all but 4 of 16384 voxels agreed within
+    # 25 % (Pearson and Spearman > 0.99). The default model fit picks one candidate per voxel from
+    # a grid (MTT steps of 22 %), and a small change of the input moves some voxels one step
+    # (measured: median ratio 1.000, 5th-95th percentile 0.77-1.38, 96.8 % within 25 %, 98.8 %
+    # within 50 %, Pearson 0.944, Spearman 0.971).
+    assert agreement["pearson_r"] > 0.9 and agreement["spearman_r"] > 0.95
+    kept_cbf, computed_cbf = kept_case.maps["cbf"], 10 * computed_case.maps["cbf"]
+    assert np.isclose(kept_cbf, computed_cbf, rtol=0.5, atol=1.0).mean() >= 0.98
+    brain = (kept_cbf > 0) & (computed_cbf > 0)
+    assert np.median(computed_cbf[brain] / kept_cbf[brain]) == pytest.approx(1.0, abs=0.02)
     assert "computed" in computed_case.meta["maps_from"]["cbf"]
 
 

@@ -15,7 +15,7 @@ METHODS = ("bcsvd", "osvd", "tikhonov", "model")
 #: The method of every front end unless told otherwise: the ``perfusion`` and ``segment``
 #: commands, :func:`.studyio.load_study`, the dataset converters, the phantom's computed maps
 #: and the Slicer module.
-DEFAULT_METHOD = "bcsvd"
+DEFAULT_METHOD = "model"
 
 
 def check_factors(**factors) -> None:
