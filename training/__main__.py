@@ -123,7 +123,7 @@ def _cohort(args) -> int:
     settings = dict(size=args.size, slices=args.slices, frames=args.frames, maps=args.maps,
                     with_ctp=args.with_ctp, with_rgb=args.with_rgb)
     print(generate_parts(args.out, args.patients, args.seed, workers=args.workers, split_seed=args.split_seed,
-                         **settings))
+                         perfusion_methods=args.perfusion_method, only_splits=args.only_split, **settings))
     return 0
 
 
@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--slices", type=int, default=20)
     cohort.add_argument("--frames", type=int, default=40)
     cohort.add_argument("--maps", choices=("computed", "truth"), default="computed")
+    cohort.add_argument("--perfusion-method", metavar="METHOD[,METHOD...]",
+                        help="method(s) of the computed maps: bcsvd, osvd, tikhonov (each optionally +correction, "
+                        "the exponential-residue bias correction) or model; several: one drawn per patient "
+                        "(recorded in case.json); default the phantom's (bcsvd+correction)")
+    cohort.add_argument("--only-split", action="append", choices=("train", "val", "test"),
+                        help="simulate only this split's patients of the same cohort (repeatable)")
     cohort.add_argument("--with-ctp", action="store_true", help="keep the 4D CTP (large)")
     cohort.add_argument("--dt", type=float, help="with --from: frame interval in s, overriding the files' own")
     cohort.add_argument("--dataset-maps", choices=("dataset", "computed"), default="dataset",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Sequence
 
 from StrokePerfusionSegLib.errors import InputError
 
@@ -20,12 +21,14 @@ from .data import write_case_list
 def _generate_part(args) -> Path:
     from StrokePerfusionSegLib.phantom import PhantomConfig, generate_cohort
 
-    out_dir, patients, seed, settings = args
-    return generate_cohort(out_dir, patients, seed, PhantomConfig(**settings))
+    out_dir, patients, seed, settings, methods, only_splits = args
+    return generate_cohort(out_dir, patients, seed, PhantomConfig(**settings), methods=methods,
+                           only_splits=only_splits)
 
 
 def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, workers: int = 2,
-                   split_seed: int | None = None, **phantom_settings) -> Path:
+                   split_seed: int | None = None, perfusion_methods: str | None = None,
+                   only_splits: Sequence[str] | None = None, **phantom_settings) -> Path:
     """Generate ``patients`` phantom patients as ``workers`` part cohorts; return ``cases.csv``.
 
     Parameters
@@ -41,6 +44,14 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
     split_seed : int, optional
         Re-split the joined cohort by patient, stratified by group (58/20/22), with this seed.
         Small parts split badly on their own (a group of two patients all goes to train).
+    perfusion_methods : str, optional
+        Methods of the computed maps, ``"bcsvd+correction,model"``
+        (:func:`~StrokePerfusionSegLib.phantom.parse_perfusion_methods`): with several, each
+        patient's maps come from one drawn per patient (recorded in its ``case.json``);
+        default the phantom's.
+    only_splits : sequence of str, optional
+        Simulate only the patients of these splits (of each part's own split; not with
+        ``split_seed``), e.g. ``("test",)`` to evaluate on other maps of the same test patients.
     phantom_settings
         :class:`~StrokePerfusionSegLib.phantom.PhantomConfig` fields (size, slices, frames, ...).
     """
@@ -49,8 +60,14 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
         raise InputError(f"output folder {out_dir} already exists: remove it or choose another")
     if patients < workers or workers < 1:
         raise InputError(f"need at least one patient per worker: {patients} patients, {workers} workers")
+    if only_splits and split_seed is not None:
+        raise InputError("--only-split keeps the parts' own splits: leave out --split-seed")
+    from StrokePerfusionSegLib.phantom import parse_perfusion_methods
+
+    methods = parse_perfusion_methods(perfusion_methods) if perfusion_methods is not None else None
     shares = [patients // workers + (k < patients % workers) for k in range(workers)]
-    jobs = [(out_dir / f"part-{k}", share, seed + k, phantom_settings) for k, share in enumerate(shares)]
+    jobs = [(out_dir / f"part-{k}", share, seed + k, phantom_settings, methods, only_splits)
+            for k, share in enumerate(shares)]
     out_dir.mkdir(parents=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         parts = list(pool.map(_generate_part, jobs))

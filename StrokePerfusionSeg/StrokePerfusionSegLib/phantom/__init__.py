@@ -5,8 +5,8 @@ NIHSS); :func:`simulate` also returns the truth parameter maps; :func:`generate_
 a cohort of case folders with ``cohort.json``. ``docs/phantom.md`` describes the model.
 """
 
-from .config import MAP_SOURCES, PAPER_GROUP_COUNTS, PAPER_SPLIT, PhantomConfig, parse_groups
-from .cohort import assign_groups, case_seed, generate_cohort, split_patients
+from .config import MAP_SOURCES, PAPER_GROUP_COUNTS, PAPER_SPLIT, PhantomConfig, parse_groups, parse_perfusion_methods
+from .cohort import assign_groups, case_seed, generate_cohort, patient_config, split_patients
 from .generator import TRUTH_UNITS, PhantomStudy, generate_case, load_truth, save_study, simulate
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
     "generate_cohort",
     "load_truth",
     "parse_groups",
+    "parse_perfusion_methods",
+    "patient_config",
     "save_study",
     "simulate",
     "split_patients",

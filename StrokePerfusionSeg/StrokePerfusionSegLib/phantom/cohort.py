@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -63,6 +64,18 @@ def split_patients(case_groups: Sequence[str], fractions: Sequence[float], rng: 
     return splits
 
 
+def patient_config(config: PhantomConfig, seed: int, methods: Sequence[dict] | None) -> PhantomConfig:
+    """``config`` with the perfusion method of the patient with ``seed`` (:func:`case_seed`).
+
+    With several ``methods`` (:func:`~.config.parse_perfusion_methods`) the patient's is drawn
+    from its own random stream, so every other property of the patient stays as without it.
+    """
+    if not methods:
+        return config
+    choice = np.random.default_rng(np.random.SeedSequence([int(seed), 2])).integers(len(methods))
+    return replace(config, **methods[choice])
+
+
 def generate_cohort(
     out_dir: str | os.PathLike,
     patients: int,
@@ -70,12 +83,23 @@ def generate_cohort(
     config: PhantomConfig,
     groups: Sequence[str] | None = None,
     *,
+    methods: Sequence[dict] | None = None,
+    only_splits: Sequence[str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Generate ``patients`` phantom cases into ``out_dir`` with ``cohort.json``.
 
     The cohort is built in a hidden folder beside ``out_dir`` and renamed into place at the
     end, so an interruption leaves nothing behind. ``out_dir`` must not exist.
+
+    Parameters
+    ----------
+    methods : sequence of dict, optional
+        Perfusion methods of the computed maps (:func:`~.config.parse_perfusion_methods`),
+        one drawn per patient (:func:`patient_config`); default ``config``'s own.
+    only_splits : sequence of str, optional
+        Simulate only the patients of these splits (e.g. ``("test",)``); the others keep their
+        ids, groups and splits but are left out, so the kept patients are those of the full cohort.
 
     Returns
     -------
@@ -85,14 +109,22 @@ def generate_cohort(
     out_dir = Path(out_dir)
     if not isinstance(patients, (int, np.integer)) or isinstance(patients, bool) or patients < 1:
         raise InputError(f"--patients must be a whole number >= 1, got {patients}")
+    unknown = sorted(set(only_splits or ()) - set(SPLITS))
+    if unknown:
+        raise InputError(f"unknown split(s) {', '.join(unknown)}: use {', '.join(SPLITS)}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2**32 - 1]))
     case_groups = assign_groups(int(patients), config, rng, groups)
     splits = split_patients(case_groups, config.split, rng)
+    if only_splits and not set(splits) & set(only_splits):
+        raise InputError(f"no patient of {patients} falls in split(s) {', '.join(only_splits)}: give more patients")
     with staged_folder(out_dir) as staging:
         index = []
         for number, (group, split) in enumerate(zip(case_groups, splits)):
+            if only_splits and split not in only_splits:
+                continue
             case_id = f"P{number + 1:04d}"
-            study = simulate(case_id, group, case_seed(seed, number), config)
+            patient_seed = case_seed(seed, number)
+            study = simulate(case_id, group, patient_seed, patient_config(config, patient_seed, methods))
             save_study(study, staging / case_id)
             index.append({"id": case_id, "group": group, "nihss": study.case.nihss, "split": split})
             if progress is not None:
@@ -101,5 +133,7 @@ def generate_cohort(
             "generator": "StrokePerfusionSegLib.phantom", "version": __version__, "seed": int(seed),
             "config": config.to_dict(), "groups_requested": list(groups) if groups else None,
             "truth_maps": sorted(f"truth_{name}" for name in TRUTH_UNITS),
+            "perfusion_methods": [replace(config, **m).map_method for m in methods] if methods else None,
+            "only_splits": list(only_splits) if only_splits else None,
         })
     return out_dir

@@ -8,8 +8,11 @@ from dataclasses import asdict, dataclass, field
 from ..casefolder import GROUPS
 from ..errors import InputError
 from ..perfusionmethods import DEFAULT_METHOD, METHODS
+from ..perfusion.curves import CORRECTABLE
 
 MAP_SOURCES = ("computed", "truth")
+#: Suffix of a perfusion-method name that asks for the SVD bias correction ("bcsvd+correction").
+CORRECTION_SUFFIX = "+correction"
 
 #: Group proportions of the paper's cohort (77 LVO, 60 Non-LVO, 15 WIS of 152 patients).
 PAPER_GROUP_COUNTS = {"LVO": 77, "NonLVO": 60, "WIS": 15}
@@ -41,6 +44,9 @@ class PhantomConfig:
     perfusion_method : {"bcsvd", "osvd", "tikhonov", "model"}
         Deconvolution used when ``maps == "computed"`` (default: the product's,
         :data:`~StrokePerfusionSegLib.perfusionmethods.DEFAULT_METHOD`).
+    correct_bias : bool
+        Apply the exponential-residue bias correction to the SVD methods' maps
+        (``compute_perfusion_maps(correct_bias=...)``; the model fit has none).
     fov_mm : float
         In-plane field of view in mm.
     slice_mm : float
@@ -60,6 +66,7 @@ class PhantomConfig:
     noise_hu: float = 3.0
     maps: str = "computed"
     perfusion_method: str = DEFAULT_METHOD
+    correct_bias: bool = True
     fov_mm: float = 220.0
     slice_mm: float = 5.0
     with_ctp: bool = True
@@ -85,6 +92,7 @@ class PhantomConfig:
         _require(self.maps in MAP_SOURCES, f"--maps must be one of {', '.join(MAP_SOURCES)}, got '{self.maps}'")
         _require(self.perfusion_method in METHODS,
                  f"perfusion method must be one of {', '.join(METHODS)}, got '{self.perfusion_method}'")
+        _require(isinstance(self.correct_bias, bool), f"correct_bias must be true or false, got {self.correct_bias!r}")
         _require(_within(self.fov_mm, 150.0, 400.0), f"field of view must be 150..400 mm, got {self.fov_mm}")
         _require(_within(self.slice_mm, 0.5, 10.0), f"slice thickness must be 0.5..10 mm, got {self.slice_mm}")
         counts = self.group_counts
@@ -93,6 +101,12 @@ class PhantomConfig:
         _require(len(self.split) == 3 and all(f >= 0 for f in self.split)
                  and math.isclose(sum(self.split), 1.0, abs_tol=1e-6),
                  f"split must be three fractions (train, val, test) summing to 1, got {self.split}")
+
+    @property
+    def map_method(self) -> str:
+        """The maps' method as :func:`parse_perfusion_methods` spells it (``"bcsvd+correction"``)."""
+        corrected = self.correct_bias and self.perfusion_method in CORRECTABLE
+        return self.perfusion_method + (CORRECTION_SUFFIX if corrected else "")
 
     def to_dict(self) -> dict:
         """JSON-ready settings (recorded in every ``case.json``)."""
@@ -123,3 +137,19 @@ def parse_groups(text: str) -> tuple[str, ...]:
             f"bad --groups '{text}': give a comma-separated list of {', '.join(GROUPS)}"
         )
     return tuple(dict.fromkeys(groups))
+
+
+def parse_perfusion_methods(text: str) -> tuple[dict, ...]:
+    """``"bcsvd+correction,model"`` -> ``({"perfusion_method": "bcsvd", "correct_bias": True}, ...)``.
+
+    Each name is a method of :data:`StrokePerfusionSegLib.perfusion.METHODS`, for an SVD method
+    optionally followed by ``+correction`` (the exponential-residue bias correction); a bare
+    SVD name means its plain maps. The dictionaries are :class:`PhantomConfig` fields.
+    """
+    spellings = [m + suffix for m in METHODS for suffix in ("", CORRECTION_SUFFIX) if m in CORRECTABLE or not suffix]
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in spellings]
+    if not names or unknown:
+        raise InputError(f"bad --perfusion-method '{text}': give a comma-separated list of {', '.join(spellings)}")
+    return tuple({"perfusion_method": name.removesuffix(CORRECTION_SUFFIX),
+                  "correct_bias": name.endswith(CORRECTION_SUFFIX)} for name in dict.fromkeys(names))

@@ -368,7 +368,8 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
     if config.maps == "computed":
         from ..perfusion import compute_perfusion_maps
 
-        result = compute_perfusion_maps(ctp, config.dt_s, anatomy.geometry.spacing_zyx, method=config.perfusion_method)
+        result = compute_perfusion_maps(ctp, config.dt_s, anatomy.geometry.spacing_zyx, method=config.perfusion_method,
+                                        correct_bias=config.correct_bias)
         maps = {name: np.asarray(result.maps[name], dtype=np.float32) for name in MAP_NAMES}
     else:
         ttp = np.where(perfused, t_s[np.argmax(table, axis=0)][index], 0.0).astype(np.float32)
@@ -396,6 +397,7 @@ def simulate(case_id: str, group: str, seed: int, config: PhantomConfig) -> Phan
         "nihss_model": dict(zip(("intercept", "per_core_ml", "per_penumbra_ml", "sd"), NIHSS_MODEL[group])),
         "label": {"brain_fraction": BRAIN_FRACTION, "csf_and_old_infarct": "background"},
         "maps": config.maps,
+        "map_method": config.map_method if config.maps == "computed" else None,
         "truth_maps": {f"truth_{name}": unit for name, unit in TRUTH_UNITS.items()},
     }
     case = Case(
