@@ -6,6 +6,7 @@
 #
 # Settings (environment; defaults re-train the shipped default model on the CPU):
 #   PATIENTS=72 SEED=2026 SIZE=256 SLICES=16 FRAMES=40 WORKERS=2   phantom cohort
+#   PERFUSION_METHOD=model   method(s) of the cohort's maps (e.g. bcsvd+correction,model; default the phantom's)
 #   CONFIG=default_model   training config (training/configs/<name>.json or a path)
 #   SETTINGS="--set lr=1e-4 ..."   extra overrides;  MAX_MINUTES=60  training time box
 #   DEVICE=auto  MODEL_ID=sf-pmsn-small  VERSION=1.0.0
@@ -28,6 +29,11 @@ stage() { echo "$(date -u +%FT%TZ) $*" | tee -a "$LOG"; }
 
 COHORT_CMD=("${TRAIN[@]}" cohort --out "$OUT/cohort" --patients "$PATIENTS" --seed "$SEED" --workers "$WORKERS"
             --size "$SIZE" --slices "$SLICES" --frames "$FRAMES")
+METHOD_ARGS=()
+if [ -n "${PERFUSION_METHOD:-}" ]; then
+  METHOD_ARGS=(--perfusion-method "$PERFUSION_METHOD")
+  COHORT_CMD+=("${METHOD_ARGS[@]}")
+fi
 if [ ! -f "$OUT/cohort/cases.csv" ]; then
   stage "cohort: ${COHORT_CMD[*]}"
   start=$SECONDS
@@ -50,6 +56,6 @@ stage "export $MODEL_ID $VERSION"
 rm -rf "${OUT:?}/$MODEL_ID"
 "${TRAIN[@]}" export "$OUT/run" --out "$OUT" --model-id "$MODEL_ID" --version "$VERSION" \
   --evaluation "$OUT/evaluation/summary.json" \
-  --record "cohort=strokeperfusionseg-train cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES" --record "config=$CONFIG ${EXTRA[*]:-}" \
+  --record "cohort=strokeperfusionseg-train cohort --patients $PATIENTS --seed $SEED --workers $WORKERS --size $SIZE --slices $SLICES --frames $FRAMES${METHOD_ARGS[*]:+ ${METHOD_ARGS[*]}}" --record "config=$CONFIG ${EXTRA[*]:-}" \
   --record "script_fit_wall_s=$FIT_S"
 stage "done: bundle $OUT/$MODEL_ID, report $OUT/evaluation/report.md"
