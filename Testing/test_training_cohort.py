@@ -32,7 +32,8 @@ def test_parse_perfusion_methods():
     for bad in ("", "model+correction", "svd", "bcsvd+corr"):
         with pytest.raises(InputError, match="--perfusion-method"):
             parse_perfusion_methods(bad)
-    assert PhantomConfig().map_method == "bcsvd+correction"
+    assert PhantomConfig(perfusion_method="bcsvd").map_method == "bcsvd+correction"
+    assert PhantomConfig(perfusion_method="bcsvd", correct_bias=False).map_method == "bcsvd"
     assert PhantomConfig(perfusion_method="model").map_method == "model"
 
 

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     cohort.add_argument("--perfusion-method", metavar="METHOD[,METHOD...]",
                         help="method(s) of the computed maps: bcsvd, osvd, tikhonov (each optionally +correction, "
                         "the exponential-residue bias correction) or model; several: one drawn per patient "
-                        "(recorded in case.json); default the phantom's (bcsvd+correction)")
+                        "(recorded in case.json); default the product's (perfusionmethods.DEFAULT_METHOD)")
     cohort.add_argument("--only-split", action="append", choices=("train", "val", "test"),
                         help="simulate only this split's patients of the same cohort (repeatable)")
     cohort.add_argument("--with-ctp", action="store_true", help="keep the 4D CTP (large)")

@@ -48,7 +48,7 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
         Methods of the computed maps, ``"bcsvd+correction,model"``
         (:func:`~StrokePerfusionSegLib.phantom.parse_perfusion_methods`): with several, each
         patient's maps come from one drawn per patient (recorded in its ``case.json``);
-        default the phantom's.
+        default the phantom's (the product's default method).
     only_splits : sequence of str, optional
         Simulate only the patients of these splits (of each part's own split; not with
         ``split_seed``), e.g. ``("test",)`` to evaluate on other maps of the same test patients.

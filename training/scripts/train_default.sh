@@ -6,7 +6,7 @@
 #
 # Settings (environment; defaults re-train the shipped default model on the CPU):
 #   PATIENTS=72 SEED=2026 SIZE=256 SLICES=16 FRAMES=40 WORKERS=2   phantom cohort
-#   PERFUSION_METHOD=model   method(s) of the cohort's maps (e.g. bcsvd+correction,model; default the phantom's)
+#   PERFUSION_METHOD=model   method(s) of the cohort's maps (e.g. bcsvd+correction,model; default the product's default method)
 #   CONFIG=default_model   training config (training/configs/<name>.json or a path)
 #   SETTINGS="--set lr=1e-4 ..."   extra overrides;  MAX_MINUTES=60  training time box
 #   DEVICE=auto  MODEL_ID=sf-pmsn-small  VERSION=1.0.0
