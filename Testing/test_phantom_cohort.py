@@ -13,6 +13,7 @@ from StrokePerfusionSegLib import cli, labels
 from StrokePerfusionSegLib.casefolder import load_case, load_cohort
 from StrokePerfusionSegLib.errors import InputError
 from StrokePerfusionSegLib.mapspecs import MAP_NAMES
+from StrokePerfusionSegLib.perfusion import compute_perfusion_maps
 from StrokePerfusionSegLib.phantom import (PhantomConfig, assign_groups, generate_cohort, load_truth,
                                            parse_groups, split_patients)
 
@@ -105,8 +106,23 @@ def test_cli_writes_a_cohort_end_to_end(tmp_path, capsys):
     assert len(load_cohort(out).cases) == 2
 
 
+def test_cli_perfusion_method_makes_and_records_the_maps(tmp_path):
+    out = tmp_path / "cohort"
+    assert cli.main(["phantom", "--out", str(out), "--patients", "1", "--seed", "5", "--size", "48", "--slices", "2",
+                     "--frames", "24", "--groups", "LVO", "--perfusion-method", "bcsvd"]) == 0
+    case = load_case(out / "P0001", with_ctp=True)
+    assert case.meta["source"]["map_method"] == "bcsvd"
+    plain = compute_perfusion_maps(case.ctp, case.dt_s, case.geometry.spacing_zyx, method="bcsvd", correct_bias=False)
+    corrected = compute_perfusion_maps(case.ctp, case.dt_s, case.geometry.spacing_zyx, method="bcsvd")
+    # 24 frames end before the washout, so the correction changes only Tmax here.
+    brain = (plain.maps["tmax"] > 0) & (case.maps["tmax"] > 0)
+    errors = [np.median(np.abs(case.maps["tmax"][brain] / m.maps["tmax"][brain] - 1)) for m in (plain, corrected)]
+    assert errors[0] < 0.1 and 5 * errors[0] < errors[1], errors
+
+
 @pytest.mark.parametrize("bad", [
     ["--groups", "LVO,Stroke"], ["--patients", "0"], ["--size", "4"], ["--slices", "1"], ["--maps", "vendor"],
+    ["--perfusion-method", "model+correction"],
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, bad):
     arguments = ["phantom", "--out", str(tmp_path / "c"), "--patients", "1", "--seed", "1", "--size", "32",

@@ -43,13 +43,18 @@ def register(subparsers) -> None:
                         "(default: LVO/NonLVO/WIS in the paper's 77/60/15 proportions)")
     parser.add_argument("--maps", choices=("computed", "truth"), default="computed",
                         help="maps computed from the CTP (default) or the simulated truth")
+    parser.add_argument("--perfusion-method", metavar="METHOD[,METHOD...]",
+                        help="method(s) of the computed maps: bcsvd, osvd, tikhonov (each optionally +correction, "
+                        "the exponential-residue bias correction) or model; several: one drawn per patient "
+                        "(recorded in case.json); default the product's")
     parser.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from ..phantom import PhantomConfig, generate_cohort, parse_groups
+    from ..phantom import PhantomConfig, generate_cohort, parse_groups, parse_perfusion_methods
 
     groups = parse_groups(args.groups) if args.groups is not None else None
+    methods = parse_perfusion_methods(args.perfusion_method) if args.perfusion_method is not None else None
     config = PhantomConfig(size=args.size, slices=args.slices, frames=args.frames, dt_s=args.dt,
                            noise_hu=args.noise_hu, maps=args.maps)
     start = time.perf_counter()
@@ -57,6 +62,7 @@ def run(args) -> int:
     def progress(done: int, total: int) -> None:
         print(f"phantom: {done}/{total} patients ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
 
-    out = generate_cohort(args.out, args.patients, args.seed, config, groups, progress=progress)
+    out = generate_cohort(args.out, args.patients, args.seed, config, groups, methods=methods,
+                          progress=progress)
     print(f"wrote {args.patients} patients to {out} ({time.perf_counter() - start:.1f} s)")
     return 0
