@@ -8,6 +8,7 @@ the parts in a CSV case list (``cases.csv``) that every training command reads.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -69,6 +70,7 @@ def generate_parts(out_dir: str | os.PathLike, patients: int, seed: int, *, work
     jobs = [(out_dir / f"part-{k}", share, seed + k, phantom_settings, methods, only_splits)
             for k, share in enumerate(shares)]
     out_dir.mkdir(parents=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # Spawned, not forked: a fork of a process whose torch/OpenMP threads ran can hang in the child.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_generate_part, jobs))
     return write_case_list(parts, out_dir / "cases.csv", split_seed=split_seed)
