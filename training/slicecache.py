@@ -155,9 +155,9 @@ def _read_manifest(folder: Path) -> dict | None:
         return None
 
 
-def _is_current(manifest: dict | None, record: CaseRecord, inputs: Sequence[str]) -> bool:
-    return (manifest is not None and manifest.get("version") == CACHE_VERSION
-            and manifest.get("files") == _fingerprint(record.folder, inputs))
+def _is_current(manifest: dict | None, files: dict) -> bool:
+    """Whether a cache manifest was written from case files with the fingerprint ``files``."""
+    return manifest is not None and manifest.get("version") == CACHE_VERSION and manifest.get("files") == files
 
 
 def cache_case(record: CaseRecord, inputs: Sequence[str], cache_dir: Path) -> Path:
@@ -168,9 +168,9 @@ def cache_case(record: CaseRecord, inputs: Sequence[str], cache_dir: Path) -> Pa
     renamed into place.
     """
     folder = case_cache_folder(cache_dir, record, inputs)
-    if _is_current(_read_manifest(folder), record, inputs):
-        return folder
     files = _fingerprint(record.folder, inputs)
+    if _is_current(_read_manifest(folder), files):
+        return folder
     slices, scheme = read_training_arrays(record, inputs)
     with staged_folder(folder, overwrite=True) as staging:
         for name in inputs:
@@ -239,7 +239,7 @@ def load_streamed_cases(
     def opened(record: CaseRecord) -> TrainingCase:
         folder = case_cache_folder(cache_dir, record, inputs)
         manifest = _read_manifest(folder)
-        if not _is_current(manifest, record, inputs):
+        if not _is_current(manifest, _fingerprint(record.folder, inputs)):
             raise InputError(f"case {record.case_id} changed on disk while training started; start the run again")
         return TrainingCase(record, DiskSlices(folder, manifest, lru), label_scheme(manifest["label_scheme"]))
 
