@@ -8,6 +8,9 @@ perfusion analysis deconvolves, what thresholding measures and what the predicto
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage
 
@@ -86,7 +89,25 @@ def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
     return ~_erode(~_erode(mask, disk, border=False), disk, border=True)
 
 
-def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+def _workers() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _soft_tissue(mip: np.ndarray, disk: np.ndarray) -> np.ndarray:
+    """Soft-tissue voxels of a slab of MIP slices (z, y, x) in HU: the 3 x 3 in-plane mean in
+    :data:`BRAIN_MIP_RANGE_HU`, away from vessels and bone, opened by the in-plane ``disk``."""
+    smooth = ndimage.uniform_filter(mip, size=(1, 3, 3), mode="nearest")
+    low, high = BRAIN_MIP_RANGE_HU
+    tissue = (smooth >= low) & (smooth <= high)
+    # binary dilation by the 3 x 3 square, as two separable 1D maxima
+    vessel = ndimage.maximum_filter(mip > VESSEL_MIP_HU, size=(1, 3, 3), mode="constant", cval=0)
+    tissue &= ~vessel
+    return _opening(tissue, disk) if disk.size > 1 else tissue
+
+
+def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float], *,
+                        workers: int | None = None) -> np.ndarray:
     """Brain parenchyma mask: skull, air, CSF and opacified vessels stripped.
 
     Parameters
@@ -95,6 +116,8 @@ def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float])
         Maximum over time of the CT perfusion series, in HU.
     spacing : (3,) tuple of float
         Voxel size in mm, ``(z, y, x)``.
+    workers : int, optional
+        Threads over slabs of slices (default: the CPU cores this process may use).
 
     Returns
     -------
@@ -108,15 +131,18 @@ def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float])
         raise InputError(f"spacing must be three positive sizes in mm (z, y, x), got {spacing}")
     if not np.all(np.isfinite(mip)):
         raise InputError("the MIP holds NaN or infinite values: check the CT perfusion export")
-    smooth = ndimage.uniform_filter(mip, size=(1, 3, 3), mode="nearest")
-    low, high = BRAIN_MIP_RANGE_HU
-    tissue = (smooth >= low) & (smooth <= high)
-    # binary dilation by the 3 x 3 square, as two separable 1D maxima
-    vessel = ndimage.maximum_filter(mip > VESSEL_MIP_HU, size=(1, 3, 3), mode="constant", cval=0)
-    tissue &= ~vessel
     disk = _disk(OPENING_RADIUS_MM, (spacing[1], spacing[2]))
-    if disk.size > 1:
-        tissue = _opening(tissue, disk)
+    tissue = np.empty(mip.shape, bool)
+    edges = np.linspace(0, len(mip), max(1, min(len(mip), workers or _workers())) + 1).round().astype(int)
+    slabs = [slice(first, end) for first, end in zip(edges[:-1], edges[1:])]
+
+    def fill(slab: slice) -> None:
+        tissue[slab] = _soft_tissue(mip[slab], disk)
+
+    # Every step before the labelling is in-plane, so slabs of slices are independent; scipy and
+    # numpy release the GIL in these loops, so the slabs run in parallel.
+    with ThreadPoolExecutor(max_workers=len(slabs)) as pool:
+        list(pool.map(fill, slabs))
     labels, count = ndimage.label(tissue)
     if count == 0:
         return tissue
