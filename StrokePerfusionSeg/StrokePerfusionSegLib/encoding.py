@@ -62,27 +62,17 @@ def _check_map(name: str, image) -> np.ndarray:
     return image
 
 
-def _normalised_levels(table: np.ndarray) -> np.ndarray:
-    """A ``(256, 3)`` uint8 colour table as ImageNet-normalised float32 channel values."""
-    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-    std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    return (table.astype(np.float32) / np.float32(255.0) - mean) / std
-
-
-def _encode_rgb(name: str, image: np.ndarray, out: np.ndarray) -> None:
-    """Write one map, colour-coded and normalised, into ``out`` of shape ``(z, 3, y, x)``.
-
-    Colour work goes through 256-entry tables, so each output value is one table look-up.
-    """
+def _write_levels(name: str, image: np.ndarray, out: np.ndarray) -> None:
+    """Write one map's colours into ``out`` (z, 3, y, x) uint8: a colour-coded map as given, a
+    scalar map through its window and colour table (one 256-entry look-up per channel)."""
     if is_colour_coded(image):
-        levels = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
         for channel in range(3):
-            out[:, channel] = levels[:, channel][image[..., channel]]
+            out[:, channel] = image[..., channel]
     else:
-        levels = _normalised_levels(colourcoding.lut_for(name))
+        table = colourcoding.lut_for(name)
         index = colourcoding.window_to_index(image, name)
         for channel in range(3):
-            out[:, channel] = levels[:, channel][index]
+            out[:, channel] = table[:, channel][index]
 
 
 def _write_unit(name: str, image: np.ndarray, out: np.ndarray) -> None:
@@ -104,6 +94,14 @@ def _stacked_units(checked: Mapping[str, np.ndarray], inputs: Sequence[str]) -> 
     return units
 
 
+def _normalise_channels(x):
+    """ImageNet mean/std normalisation, in place, of ``x`` (B, n, 3, y, x) in 0..1."""
+    for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
+        x[:, :, channel] -= mean
+        x[:, :, channel] /= std
+    return x
+
+
 def normalise_units(units, out):
     """ImageNet-normalise 0..1 maps onto the three channels a VGG-16 trunk reads.
 
@@ -118,15 +116,35 @@ def normalise_units(units, out):
     afterwards equals normalising the ``3 n`` channels and resampling them (up to rounding),
     at a third of the resampling work.
     """
-    for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
-        out[:, :, channel] = (units - mean) / std
-    return out
+    out[:] = units[:, :, None]
+    return _normalise_channels(out)
+
+
+def normalise_levels(levels, out):
+    """ImageNet-normalise colour levels 0..255 (:func:`colour_levels`).
+
+    Parameters
+    ----------
+    levels : (B, n, 3, y, x) uint8 ndarray or torch tensor
+    out : (B, n, 3, y, x) float32, the same kind as ``levels``
+        Written in place and returned.
+
+    Colours travel as bytes, a quarter of the float input, so a GPU receives levels and
+    normalises them itself.
+    """
+    out[:] = levels
+    out /= 255.0
+    return _normalise_channels(out)
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
 
 
 def _checked_maps(images: Mapping[str, np.ndarray], inputs: Sequence[str], encoding: str) -> dict:
     """The maps named in ``inputs``, validated, of one common (z, y, x) shape."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    _check_encoding(encoding)
     if len(inputs) == 0:
         raise ValueError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
     missing = [name for name in inputs if name not in images]
@@ -155,6 +173,24 @@ def scalar_units(images: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.
     """
     checked = _checked_maps(images, inputs, "scalar")
     return _stacked_units(checked, inputs)
+
+
+def colour_levels(images: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
+    """The rgb encoding before normalisation: each map's colours as a vendor console shows them.
+
+    Parameters and errors as :func:`encode_inputs` (with ``encoding="rgb"``).
+
+    Returns
+    -------
+    ndarray of uint8, shape ``(z, len(inputs), 3, y, x)``
+        ``encode_inputs(images, inputs, "rgb")`` is :func:`normalise_levels` of this.
+    """
+    checked = _checked_maps(images, inputs, "rgb")
+    z, y, x = next(iter(checked.values())).shape[:3]
+    levels = np.empty((z, len(inputs), 3, y, x), np.uint8)
+    for branch, name in enumerate(inputs):
+        _write_levels(name, checked[name], levels[:, branch])
+    return levels
 
 
 def encode_inputs(
@@ -186,14 +222,12 @@ def encode_inputs(
     ValueError
         Unknown encoding or no input named (the model configuration is checked before).
     """
-    checked = _checked_maps(images, inputs, encoding)
-    z, y, x = next(iter(checked.values())).shape[:3]
-    out = np.empty((z, len(inputs), 3, y, x), dtype=np.float32)
+    _check_encoding(encoding)
     if encoding == "scalar":
-        return normalise_units(_stacked_units(checked, inputs), out)
-    for branch, name in enumerate(inputs):
-        _encode_rgb(name, checked[name], out[:, branch])
-    return out
+        units = scalar_units(images, inputs)
+        return normalise_units(units, np.empty((*units.shape[:2], 3, *units.shape[2:]), np.float32))
+    levels = colour_levels(images, inputs)
+    return normalise_levels(levels, np.empty(levels.shape, np.float32))
 
 
 def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
@@ -203,8 +237,7 @@ def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
     :data:`colourcoding.PERFUSION_LUT` with its control points, ``"grey"`` for the MIP), plus the
     normalisation, so a bundle stays interpretable without this code.
     """
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    _check_encoding(encoding)
     per_input = []
     for name in inputs:
         spec = mapspecs.map_spec(name)

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +29,9 @@ from . import mapspecs
 from .brainmask import brain_mask_from_mip
 from .colourcoding import decode_colour_input
 from .cpufeatures import describe_bf16, native_bf16_flags
-from .encoding import encode_inputs, is_colour_coded, normalise_units, scalar_units
+from .encoding import (
+    colour_levels, encode_inputs, is_colour_coded, normalise_levels, normalise_units, scalar_units,
+)
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
 from .nihss import check_nihss
@@ -60,7 +63,8 @@ class Prediction:
     timings : dict of str to float
         Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``
         (encoding and resampling to the model's size), ``network_s``, ``postprocess_s`` for a
-        network or ``threshold_s`` for thresholding; ``total_s`` always.
+        network or ``threshold_s`` for thresholding; ``total_s`` always. On a GPU the host
+        makes the brain mask while the network runs: it is then part of ``network_s``.
     """
 
     labels: np.ndarray
@@ -234,26 +238,34 @@ def _scalar_map(name: str, image: np.ndarray, notes: list[str]) -> np.ndarray:
 
 
 def _brain_mask(mip, given, images, spacing, grid, notes) -> np.ndarray | None:
+    make_mask = _brain_mask_maker(mip, given, images, spacing, grid, notes)
+    return None if make_mask is None else make_mask()
+
+
+def _brain_mask_maker(mip, given, images, spacing, grid, notes) -> Callable[[], np.ndarray] | None:
+    """Check where the brain mask comes from now; return what makes it (None: no mask).
+
+    The mask itself is made by the returned function, so that a caller can make it while other
+    work runs. It raises InputError when the mask is empty.
+    """
     if given is not None:
         if tuple(np.shape(given)) != grid:
             raise ValueError(f"brain_mask has shape {np.shape(given)} but the maps have {grid}")
-        mask = np.asarray(given, dtype=bool)
-    elif mip is None and images.get("mip") is None:
+        return lambda: _non_empty(np.asarray(given, dtype=bool))
+    if mip is None and images.get("mip") is None:
         return None
-    else:
-        mask = _mip_brain_mask(mip if mip is not None else images["mip"], spacing, grid, notes)
-    if not mask.any():  # every method refuses it: "no lesion" would be a silent wrong answer
-        raise InputError("the brain mask is empty (no brain tissue found): check that the MIP is the study's, in HU")
-    return mask
-
-
-def _mip_brain_mask(mip, spacing, grid, notes) -> np.ndarray:
-    mip = _scalar_map("mip", mip, notes)
+    mip = _scalar_map("mip", mip if mip is not None else images["mip"], notes)
     if tuple(np.shape(mip)) != grid:
         raise InputError(
             f"the MIP has shape {np.shape(mip)} but the maps have {grid}: give the MIP of the same study grid"
         )
-    return brain_mask_from_mip(mip, spacing)
+    return lambda: _non_empty(brain_mask_from_mip(mip, spacing))
+
+
+def _non_empty(mask: np.ndarray) -> np.ndarray:
+    if not mask.any():  # every method refuses it: "no lesion" would be a silent wrong answer
+        raise InputError("the brain mask is empty (no brain tissue found): check that the MIP is the study's, in HU")
+    return mask
 
 
 # --- threshold method ---------------------------------------------------------------------
@@ -316,8 +328,8 @@ def _predict_network(
         raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")
     torch_device = _resolve_device(device)
     dtype = _autocast_dtype(precision, torch_device)
-    mask = _brain_mask(mip, given_mask, images, spacing, grid, notes)
-    if mask is None:
+    make_mask = _brain_mask_maker(mip, given_mask, images, spacing, grid, notes)
+    if make_mask is None:
         if config.num_classes == 3:
             raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")
         notes.append("no MIP given: no brain mask, the network alone decides background")
@@ -335,10 +347,22 @@ def _predict_network(
 
     batch = slices_per_batch(config, memory_budget_mb, dtype)
     log.info("%d slices in batches of %d on %s (%s)", grid[0], batch, torch_device, notes[-1])
-    labels, probabilities, encode_s = _run_network(
-        bundle.model, {name: images[name] for name in config.inputs}, config, nihss, mask is not None,
-        torch_device, dtype, resampler, batch, progress, cancel,
-    )
+    # On a GPU the host makes the brain mask while the network runs; on the CPU before it, on
+    # every core (the network's threads would take them all).
+    overlap = make_mask is not None and torch_device.type == "cuda"
+    mask = None
+    with ThreadPoolExecutor(max_workers=1) as background:
+        if overlap:
+            pending_mask = background.submit(make_mask)
+        elif make_mask is not None:
+            mask = make_mask()
+            checks_end = time.perf_counter()
+        labels, probabilities, encode_s = _run_network(
+            bundle.model, {name: images[name] for name in config.inputs}, config, nihss, make_mask is not None,
+            torch_device, dtype, resampler, batch, progress, cancel,
+        )
+        if overlap:
+            mask = pending_mask.result()
     network_end = time.perf_counter()
     if mask is not None:
         labels[~mask] = BACKGROUND
@@ -408,15 +432,29 @@ def network_input(images: Mapping[str, np.ndarray], config, resampler: SliceResa
 
     The scalar encoding resamples its ``n`` 0..1 maps to the model's size and normalises them
     onto 3 channels there (a third of the resampling, and normalising at 128 px rather than
-    512 px); the rgb encoding looks its colours up on the input grid, then resamples.
+    512 px); the rgb encoding looks its colours up on the input grid, sends them as bytes (a
+    quarter of the float input's traffic to a GPU), normalises them there, then resamples.
     Training uses it too, so the network sees at training what it sees at inference.
     """
     import torch
 
+    device = torch.device(device)
     if config.encoding == "scalar":
-        units = resampler.to_network(torch.from_numpy(scalar_units(images, config.inputs)).to(device))
+        units = resampler.to_network(_to_device(scalar_units(images, config.inputs), device))
         return normalise_units(units, units.new_empty(*units.shape[:2], 3, *units.shape[2:]))
-    return resampler.to_network(torch.from_numpy(encode_inputs(images, config.inputs, config.encoding)).to(device))
+    levels = _to_device(colour_levels(images, config.inputs), device)
+    return resampler.to_network(normalise_levels(levels, torch.empty(levels.shape, dtype=torch.float32, device=device)))
+
+
+def _to_device(array: np.ndarray, device):
+    """``array`` as a tensor on ``device``; to a GPU through pinned memory without waiting, so
+    the host prepares the next batch while the GPU still works on this one."""
+    import torch
+
+    tensor = torch.from_numpy(array)
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 class SliceResampler:
@@ -507,9 +545,9 @@ def _run_network(model, images, config, nihss, masked, device, dtype, resampler,
 
     def collect(first, batch_outputs):
         count = len(batch_outputs[0])
-        if not on_host:
-            labels[first : first + count] = batch_outputs[0].cpu().numpy()
-            probabilities[first : first + count] = batch_outputs[1].cpu().numpy()
+        if not on_host:  # straight into the result's memory, no intermediate host tensor
+            torch.from_numpy(labels[first : first + count]).copy_(batch_outputs[0])
+            torch.from_numpy(probabilities[first : first + count]).copy_(batch_outputs[1])
         if progress is not None:
             progress(first + count, total)
 
