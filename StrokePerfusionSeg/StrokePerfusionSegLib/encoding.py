@@ -62,17 +62,43 @@ def _check_map(name: str, image) -> np.ndarray:
     return image
 
 
-def _write_levels(name: str, image: np.ndarray, out: np.ndarray) -> None:
-    """Write one map's colours into ``out`` (z, 3, y, x) uint8: a colour-coded map as given, a
-    scalar map through its window and colour table (one 256-entry look-up per channel)."""
+def _normalised_levels(table: np.ndarray) -> np.ndarray:
+    """A ``(256, 3)`` uint8 colour table as ImageNet-normalised float32 channel values."""
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    return (table.astype(np.float32) / np.float32(255.0) - mean) / std
+
+
+def _encode_rgb(name: str, image: np.ndarray, out) -> None:
+    """Write one map, colour-coded and normalised, into the tensor ``out`` (z, 3, y, x).
+
+    Colour work goes through 256-entry tables, so each output value is one table look-up, made
+    on ``out``'s device: the host sends one byte per voxel and channel to a GPU.
+    """
+    import torch
+
     if is_colour_coded(image):
-        for channel in range(3):
-            out[:, channel] = image[..., channel]
+        table = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
+        levels = to_device(image, out.device)
+        index = [levels[..., channel] for channel in range(3)]
     else:
-        table = colourcoding.lut_for(name)
-        index = colourcoding.window_to_index(image, name)
-        for channel in range(3):
-            out[:, channel] = table[:, channel][index]
+        table = _normalised_levels(colourcoding.lut_for(name))
+        index = [to_device(colourcoding.window_to_index(image, name), out.device)] * 3
+    table = torch.from_numpy(table).to(out.device)
+    for channel in range(3):
+        looked_up = torch.index_select(table[:, channel], 0, index[channel].reshape(-1).int())
+        out[:, channel] = looked_up.view(out[:, channel].shape)
+
+
+def to_device(array: np.ndarray, device):
+    """``array`` as a tensor on ``device``; to a GPU through pinned memory without waiting, so
+    the host prepares the next batch while the GPU still works on this one."""
+    import torch
+
+    tensor = torch.from_numpy(array)
+    if torch.device(device).type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _write_unit(name: str, image: np.ndarray, out: np.ndarray) -> None:
@@ -94,14 +120,6 @@ def _stacked_units(checked: Mapping[str, np.ndarray], inputs: Sequence[str]) -> 
     return units
 
 
-def _normalise_channels(x):
-    """ImageNet mean/std normalisation, in place, of ``x`` (B, n, 3, y, x) in 0..1."""
-    for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
-        x[:, :, channel] -= mean
-        x[:, :, channel] /= std
-    return x
-
-
 def normalise_units(units, out):
     """ImageNet-normalise 0..1 maps onto the three channels a VGG-16 trunk reads.
 
@@ -116,35 +134,15 @@ def normalise_units(units, out):
     afterwards equals normalising the ``3 n`` channels and resampling them (up to rounding),
     at a third of the resampling work.
     """
-    out[:] = units[:, :, None]
-    return _normalise_channels(out)
-
-
-def normalise_levels(levels, out):
-    """ImageNet-normalise colour levels 0..255 (:func:`colour_levels`).
-
-    Parameters
-    ----------
-    levels : (B, n, 3, y, x) uint8 ndarray or torch tensor
-    out : (B, n, 3, y, x) float32, the same kind as ``levels``
-        Written in place and returned.
-
-    Colours travel as bytes, a quarter of the float input, so a GPU receives levels and
-    normalises them itself.
-    """
-    out[:] = levels
-    out /= 255.0
-    return _normalise_channels(out)
-
-
-def _check_encoding(encoding: str) -> None:
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
+    for channel, (mean, std) in enumerate(zip(IMAGENET_MEAN, IMAGENET_STD)):
+        out[:, :, channel] = (units - mean) / std
+    return out
 
 
 def _checked_maps(images: Mapping[str, np.ndarray], inputs: Sequence[str], encoding: str) -> dict:
     """The maps named in ``inputs``, validated, of one common (z, y, x) shape."""
-    _check_encoding(encoding)
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
     if len(inputs) == 0:
         raise ValueError("no input maps requested: name at least one map (e.g. cbf,cbv,ttp,tmax)")
     missing = [name for name in inputs if name not in images]
@@ -173,24 +171,6 @@ def scalar_units(images: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.
     """
     checked = _checked_maps(images, inputs, "scalar")
     return _stacked_units(checked, inputs)
-
-
-def colour_levels(images: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
-    """The rgb encoding before normalisation: each map's colours as a vendor console shows them.
-
-    Parameters and errors as :func:`encode_inputs` (with ``encoding="rgb"``).
-
-    Returns
-    -------
-    ndarray of uint8, shape ``(z, len(inputs), 3, y, x)``
-        ``encode_inputs(images, inputs, "rgb")`` is :func:`normalise_levels` of this.
-    """
-    checked = _checked_maps(images, inputs, "rgb")
-    z, y, x = next(iter(checked.values())).shape[:3]
-    levels = np.empty((z, len(inputs), 3, y, x), np.uint8)
-    for branch, name in enumerate(inputs):
-        _write_levels(name, checked[name], levels[:, branch])
-    return levels
 
 
 def encode_inputs(
@@ -222,12 +202,27 @@ def encode_inputs(
     ValueError
         Unknown encoding or no input named (the model configuration is checked before).
     """
-    _check_encoding(encoding)
-    if encoding == "scalar":
-        units = scalar_units(images, inputs)
-        return normalise_units(units, np.empty((*units.shape[:2], 3, *units.shape[2:]), np.float32))
-    levels = colour_levels(images, inputs)
-    return normalise_levels(levels, np.empty(levels.shape, np.float32))
+    if encoding == "rgb":
+        return encode_colours(images, inputs).numpy()
+    checked = _checked_maps(images, inputs, encoding)
+    units = _stacked_units(checked, inputs)
+    return normalise_units(units, np.empty((*units.shape[:2], 3, *units.shape[2:]), np.float32))
+
+
+def encode_colours(images: Mapping[str, np.ndarray], inputs: Sequence[str], device="cpu"):
+    """The rgb encoding as a float32 tensor ``(z, len(inputs), 3, y, x)`` on ``device``.
+
+    ``encode_inputs(images, inputs, "rgb")`` is this on the CPU; with a GPU the colour look-ups
+    run on the GPU. Parameters and errors as :func:`encode_inputs`.
+    """
+    import torch
+
+    checked = _checked_maps(images, inputs, "rgb")
+    z, y, x = next(iter(checked.values())).shape[:3]
+    out = torch.empty((z, len(inputs), 3, y, x), dtype=torch.float32, device=device)
+    for branch, name in enumerate(inputs):
+        _encode_rgb(name, checked[name], out[:, branch])
+    return out
 
 
 def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
@@ -237,7 +232,8 @@ def encoding_manifest(inputs: Sequence[str], encoding: str) -> dict:
     :data:`colourcoding.PERFUSION_LUT` with its control points, ``"grey"`` for the MIP), plus the
     normalisation, so a bundle stays interpretable without this code.
     """
-    _check_encoding(encoding)
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown input encoding '{encoding}': use one of {', '.join(ENCODINGS)}")
     per_input = []
     for name in inputs:
         spec = mapspecs.map_spec(name)

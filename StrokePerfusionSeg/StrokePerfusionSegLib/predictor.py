@@ -29,9 +29,7 @@ from . import mapspecs
 from .brainmask import brain_mask_from_mip
 from .colourcoding import decode_colour_input
 from .cpufeatures import describe_bf16, native_bf16_flags
-from .encoding import (
-    colour_levels, encode_inputs, is_colour_coded, normalise_levels, normalise_units, scalar_units,
-)
+from .encoding import encode_colours, encode_inputs, is_colour_coded, normalise_units, scalar_units, to_device
 from .errors import CancelledError, InputError
 from .labels import BACKGROUND, BRAIN
 from .nihss import check_nihss
@@ -432,29 +430,14 @@ def network_input(images: Mapping[str, np.ndarray], config, resampler: SliceResa
 
     The scalar encoding resamples its ``n`` 0..1 maps to the model's size and normalises them
     onto 3 channels there (a third of the resampling, and normalising at 128 px rather than
-    512 px); the rgb encoding looks its colours up on the input grid, sends them as bytes (a
-    quarter of the float input's traffic to a GPU), normalises them there, then resamples.
-    Training uses it too, so the network sees at training what it sees at inference.
+    512 px); the rgb encoding looks its normalised colours up on the input grid (on a GPU, by
+    the GPU), then resamples. Training uses it too, so the network sees at training what it
+    sees at inference.
     """
-    import torch
-
-    device = torch.device(device)
     if config.encoding == "scalar":
-        units = resampler.to_network(_to_device(scalar_units(images, config.inputs), device))
+        units = resampler.to_network(to_device(scalar_units(images, config.inputs), device))
         return normalise_units(units, units.new_empty(*units.shape[:2], 3, *units.shape[2:]))
-    levels = _to_device(colour_levels(images, config.inputs), device)
-    return resampler.to_network(normalise_levels(levels, torch.empty(levels.shape, dtype=torch.float32, device=device)))
-
-
-def _to_device(array: np.ndarray, device):
-    """``array`` as a tensor on ``device``; to a GPU through pinned memory without waiting, so
-    the host prepares the next batch while the GPU still works on this one."""
-    import torch
-
-    tensor = torch.from_numpy(array)
-    if device.type != "cuda":
-        return tensor
-    return tensor.pin_memory().to(device, non_blocking=True)
+    return resampler.to_network(encode_colours(images, config.inputs, device))
 
 
 class SliceResampler:
