@@ -79,15 +79,14 @@ def _encode_rgb(name: str, image: np.ndarray, out) -> None:
 
     if is_colour_coded(image):
         table = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
-        levels = to_device(image, out.device)
-        index = [levels[..., channel] for channel in range(3)]
+        levels = to_device(image, out.device).int()
+        index = [levels[..., channel].reshape(-1) for channel in range(3)]
     else:
         table = _normalised_levels(colourcoding.lut_for(name))
-        index = [to_device(colourcoding.window_to_index(image, name), out.device)] * 3
+        index = [to_device(colourcoding.window_to_index(image, name), out.device).int().view(-1)] * 3
     table = torch.from_numpy(table).to(out.device)
     for channel in range(3):
-        looked_up = torch.index_select(table[:, channel], 0, index[channel].reshape(-1).int())
-        out[:, channel] = looked_up.view(out[:, channel].shape)
+        out[:, channel] = torch.index_select(table[:, channel], 0, index[channel]).view(out[:, channel].shape)
 
 
 def to_device(array: np.ndarray, device):
