@@ -18,6 +18,7 @@ torchvision VGG-16 weights were trained with).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -69,24 +70,24 @@ def _normalised_levels(table: np.ndarray) -> np.ndarray:
     return (table.astype(np.float32) / np.float32(255.0) - mean) / std
 
 
-def _encode_rgb(name: str, image: np.ndarray, out) -> None:
-    """Write one map, colour-coded and normalised, into the tensor ``out`` (z, 3, y, x).
+def _host_levels(name: str, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One map's colour levels and the ImageNet-normalised table they index: a colour-coded
+    map's own channels ``(z, y, x, 3)`` and the identity table, or a scalar map's window levels
+    ``(z, y, x)`` (:func:`colourcoding.window_to_index`) and its colour table ``(256, 3)``."""
+    if is_colour_coded(image):
+        return image, _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
+    return colourcoding.window_to_index(image, name), _normalised_levels(colourcoding.lut_for(name))
 
-    Colour work goes through 256-entry tables, so each output value is one table look-up, made
-    on ``out``'s device: the host sends one byte per voxel and channel to a GPU.
-    """
+
+def _look_up(levels, table, out) -> None:
+    """Write the normalised colours of ``levels`` (a :func:`_host_levels` pair, as tensors on
+    ``out``'s device) into ``out`` (z, 3, y, x): one table look-up per value and channel."""
     import torch
 
-    if is_colour_coded(image):
-        table = _normalised_levels(colourcoding.GREY_LUT)  # the identity table: level i -> i
-        levels = to_device(image, out.device).int()
-        index = [levels[..., channel].reshape(-1) for channel in range(3)]
-    else:
-        table = _normalised_levels(colourcoding.lut_for(name))
-        index = [to_device(colourcoding.window_to_index(image, name), out.device).int().view(-1)] * 3
-    table = torch.from_numpy(table).to(out.device)
+    index = levels.int()
     for channel in range(3):
-        out[:, channel] = torch.index_select(table[:, channel], 0, index[channel]).view(out[:, channel].shape)
+        flat = (index[..., channel] if index.ndim == 4 else index).reshape(-1)
+        out[:, channel] = torch.index_select(table[:, channel], 0, flat).view(out[:, channel].shape)
 
 
 def to_device(array: np.ndarray, device):
@@ -211,16 +212,21 @@ def encode_inputs(
 def encode_colours(images: Mapping[str, np.ndarray], inputs: Sequence[str], device="cpu"):
     """The rgb encoding as a float32 tensor ``(z, len(inputs), 3, y, x)`` on ``device``.
 
-    ``encode_inputs(images, inputs, "rgb")`` is this on the CPU; with a GPU the colour look-ups
-    run on the GPU. Parameters and errors as :func:`encode_inputs`.
+    ``encode_inputs(images, inputs, "rgb")`` is this on the CPU; with a GPU the host sends one
+    byte per voxel and channel and the GPU makes the colour look-ups. Parameters and errors as
+    :func:`encode_inputs`.
     """
     import torch
 
     checked = _checked_maps(images, inputs, "rgb")
     z, y, x = next(iter(checked.values())).shape[:3]
     out = torch.empty((z, len(inputs), 3, y, x), dtype=torch.float32, device=device)
-    for branch, name in enumerate(inputs):
-        _encode_rgb(name, checked[name], out[:, branch])
+    # The host's part, one byte per voxel, for all maps at once (numpy releases the GIL); the
+    # look-ups then run on the device, a GPU's without waiting for its earlier work.
+    with ThreadPoolExecutor(max_workers=len(inputs)) as pool:
+        host = list(pool.map(_host_levels, inputs, [checked[name] for name in inputs]))
+    for branch, (levels, table) in enumerate(host):
+        _look_up(to_device(levels, device), to_device(table, device), out[:, branch])
     return out
 
 
