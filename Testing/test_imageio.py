@@ -56,3 +56,34 @@ def test_arrays_without_an_image_layout_are_programmer_errors():
         imageio.array_to_image(np.zeros((2, 3, 4, 5), np.float32), GEOMETRY)
     with raises_programmer_error(ValueError, match="cannot store"):
         imageio.array_to_image(np.zeros((4, 5), np.float32), GEOMETRY)
+
+
+@pytest.mark.parametrize("gzip_module", ["isal.igzip", "gzip"])
+def test_nifti_gz_is_itk_nifti_gzipped_and_read_back(tmp_path, monkeypatch, gzip_module):
+    """ITK's own uncompressed NIfTI, byte for byte, in one plain gzip member (ISA-L or the standard library)."""
+    import gzip
+    import importlib
+
+    monkeypatch.setattr(imageio, "GzipFile", importlib.import_module(gzip_module).GzipFile)
+    ctp = np.random.default_rng(0).integers(-1000, 1500, (5, 2, 3, 4)).astype(np.int16)  # (t, z, y, x)
+    path = imageio.write_array(ctp, GEOMETRY, tmp_path / "ctp.nii.gz", dt_s=1.5)
+    sitk.WriteImage(imageio.array_to_image(ctp, GEOMETRY, dt_s=1.5), str(tmp_path / "itk.nii"), False)
+    stored = path.read_bytes()
+    assert stored[:4] == b"\x1f\x8b\x08\x00" and stored[4:8] == bytes(4)  # no name, no time: reproducible files
+    assert gzip.decompress(stored) == (tmp_path / "itk.nii").read_bytes()
+    layout = imageio._check_nifti_header(path)
+    image = imageio.read_image(path)
+    assert imageio._read_matches_stored(path, layout, image)  # the CRC fast path accepts it
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), ctp)
+    assert imageio.frame_interval_s(path, image) == 1.5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctp.nii.gz", "itk.nii"]
+
+
+def test_failed_nifti_gz_write_leaves_nothing(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(imageio, "GzipFile", full_disk)
+    with pytest.raises(InputError, match="no space left"):
+        imageio.write_array(np.zeros((2, 3, 4), np.float32), GEOMETRY, tmp_path / "cbf.nii.gz")
+    assert list(tmp_path.iterdir()) == []
