@@ -87,19 +87,11 @@ def _aif_voxel(text: str | None):
 
 def run(args: argparse.Namespace) -> int:
     import time
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    import numpy as np
-    import SimpleITK as sitk
-
     from .. import imageio
-    from ..atomic import staged_folder
-    from ..casefolder import Case, save_case
     from ..errors import InputError
-    from ..perfusion import compute_perfusion_maps
-    from ..perfusion.curves import CORRECTABLE
-    from ..perfusion.maps import DEFAULT_SMOOTHING_MM
-    from ..tracer import KH, RHO
 
     started = time.perf_counter()
     source = Path(args.ctp)
@@ -108,7 +100,21 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"output folder {out} already exists: remove it or choose another --out")
     if source.is_file() and not source.name.lower().endswith(NIFTI_SUFFIXES):
         raise InputError(f"{source.name} is not a NIfTI file: give the 4D series as .nii or .nii.gz")
-    image = imageio.read_image(source)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # ITK inflates the series without holding the GIL: the analysis' imports (scipy, about
+        # 1 s) run meanwhile instead of after it.
+        reading = pool.submit(imageio.read_image, source)
+        import numpy as np
+        import SimpleITK as sitk
+
+        from ..atomic import staged_folder
+        from ..casefolder import Case, save_case
+        from ..perfusion import compute_perfusion_maps
+        from ..perfusion.curves import CORRECTABLE
+        from ..perfusion.maps import DEFAULT_SMOOTHING_MM
+        from ..tracer import KH, RHO
+
+        image = reading.result()
     if image.GetDimension() != 4:
         raise InputError(
             f"{source.name} is {image.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
