@@ -87,3 +87,45 @@ def test_failed_nifti_gz_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="no space left"):
         imageio.write_array(np.zeros((2, 3, 4), np.float32), GEOMETRY, tmp_path / "cbf.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def _itk_read(path):
+    image = sitk.ReadImage(str(path))
+    return sitk.GetArrayFromImage(image), image
+
+
+@pytest.mark.parametrize("isal", [True, False])
+@pytest.mark.parametrize("kind", ["int16 series", "float32 map", "uint8 mask", "uncompressed", "scaled"])
+def test_read_voxels_are_the_ones_itk_reads(tmp_path, monkeypatch, isal, kind):
+    """ISA-L's inflate (or ITK, for what it leaves to ITK) gives ITK's voxels and header, not copied."""
+    rng = np.random.default_rng(1)
+    if not isal:
+        monkeypatch.setattr(imageio, "igzip", None)
+    if kind == "int16 series":
+        path = imageio.write_array(rng.integers(-1000, 1500, (5, 2, 3, 4)).astype(np.int16), GEOMETRY,
+                                   tmp_path / "ctp.nii.gz", dt_s=1.5)
+    elif kind == "float32 map":
+        path = imageio.write_array(rng.random((2, 3, 4)).astype(np.float32), GEOMETRY, tmp_path / "cbf.nii.gz")
+    elif kind == "uint8 mask":
+        path = imageio.write_array((rng.random((2, 3, 4)) > 0.5).astype(np.uint8), GEOMETRY, tmp_path / "m.nii.gz")
+    elif kind == "uncompressed":
+        path = tmp_path / "cbf.nii"
+        sitk.WriteImage(imageio.array_to_image(rng.random((2, 3, 4)).astype(np.float32), GEOMETRY), str(path))
+    else:  # scl_slope 2, scl_inter 10: ITK reads the voxels rescaled, as float
+        import gzip
+        import struct
+
+        path = imageio.write_array(rng.integers(0, 100, (2, 3, 4)).astype(np.int16), GEOMETRY, tmp_path / "s.nii.gz")
+        raw = bytearray(gzip.decompress(path.read_bytes()))
+        struct.pack_into("<2f", raw, 112, 2.0, 10.0)
+        path.write_bytes(gzip.compress(bytes(raw)))
+    voxels, header = imageio.read_voxels(path)
+    expected, image = _itk_read(path)
+    assert voxels.dtype == expected.dtype and np.array_equal(voxels, expected)
+    assert header.GetDimension() == image.GetDimension() and header.GetSize() == image.GetSize()
+    assert Geometry.from_image(header) == Geometry.from_image(image)
+    assert header.GetSpacing() == image.GetSpacing()
+    # The inflated voxels are the decompressed file's bytes, not a copy of them.
+    assert voxels.flags.writeable == (not isal or kind in ("uncompressed", "scaled"))
+    if kind == "scaled":
+        assert voxels.dtype == np.float32 and voxels.min() >= 10.0

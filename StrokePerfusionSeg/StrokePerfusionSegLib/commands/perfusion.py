@@ -101,11 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if source.is_file() and not source.name.lower().endswith(NIFTI_SUFFIXES):
         raise InputError(f"{source.name} is not a NIfTI file: give the 4D series as .nii or .nii.gz")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # ITK inflates the series without holding the GIL: the analysis' imports (scipy, about
+        # The series is inflated without holding the GIL: the analysis' imports (scipy, about
         # 1 s) run meanwhile instead of after it.
-        reading = pool.submit(imageio.read_image, source)
+        reading = pool.submit(imageio.read_voxels, source)
         import numpy as np
-        import SimpleITK as sitk
 
         from ..atomic import staged_folder
         from ..casefolder import Case, save_case
@@ -114,14 +113,13 @@ def run(args: argparse.Namespace) -> int:
         from ..perfusion.maps import DEFAULT_SMOOTHING_MM
         from ..tracer import KH, RHO
 
-        image = reading.result()
-    if image.GetDimension() != 4:
+        ctp, header = reading.result()
+    if header.GetDimension() != 4:
         raise InputError(
-            f"{source.name} is {image.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
+            f"{source.name} is {header.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
         )
-    dt_s = imageio.checked_frame_interval_s(source, image, args.dt)
-    geometry = imageio.Geometry.from_image(image)
-    ctp = sitk.GetArrayViewFromImage(image)
+    dt_s = imageio.checked_frame_interval_s(source, header, args.dt)
+    geometry = imageio.Geometry.from_image(header)
     smoothing = DEFAULT_SMOOTHING_MM if args.smoothing_mm is None else args.smoothing_mm
     if smoothing < 0:
         raise InputError(f"--smoothing-mm must be 0 or more, got {smoothing:g}")
