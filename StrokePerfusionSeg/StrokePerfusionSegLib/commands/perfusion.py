@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if source.is_file() and not source.name.lower().endswith(NIFTI_SUFFIXES):
         raise InputError(f"{source.name} is not a NIfTI file: give the 4D series as .nii or .nii.gz")
     with ThreadPoolExecutor(max_workers=1) as pool:
-        # The series is inflated without holding the GIL: the analysis' imports (scipy, about
-        # 1 s) run meanwhile instead of after it.
+        # The series is inflated without holding the GIL: the analysis' imports (scipy,
+        # 0.5-1 s) run meanwhile instead of after it.
         reading = pool.submit(imageio.read_voxels, source)
         import numpy as np
 
