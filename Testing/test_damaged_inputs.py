@@ -552,3 +552,17 @@ def test_ctrl_c_in_a_batch_says_what_is_kept(tiny_cohort, tmp_path):
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert rows and all((out / row["id"] / f"{row['id']}_labels.nii.gz").is_file() for row in rows)
     assert {p.name for p in out.iterdir()} == {"summary.csv", *(row["id"] for row in rows)}, "nothing partial"
+
+
+@pytest.mark.parametrize("damage", list(NIFTI_DAMAGE))
+def test_damaged_file_read_as_voxels(damage, lvo_folder, tmp_path):
+    """The ISA-L path of ``read_voxels`` (the perfusion command's read) refuses what ``read_image`` refuses."""
+    from StrokePerfusionSegLib import imageio
+
+    path = tmp_path / "cbf.nii.gz"
+    shutil.copy(lvo_folder / "cbf.nii.gz", path)
+    edit, words = NIFTI_DAMAGE[damage]
+    edit(path)
+    with pytest.raises(InputError) as refusal:
+        imageio.read_voxels(path)
+    assert "cbf.nii.gz" in str(refusal.value) and words in str(refusal.value)

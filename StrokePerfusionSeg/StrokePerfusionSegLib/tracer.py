@@ -20,7 +20,7 @@ gives both effects so a phantom can store the values a deconvolution should find
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy import fft
 from scipy.special import erfc, gammaincc
 
 
@@ -247,7 +247,7 @@ def _unit_flow_curves(
         middle = 0.5 * (dispersed[:, 1:] + dispersed[:, :-1])
         residue = residue_function(step_s * (np.arange(middle.shape[1]) + 0.5), mtt_s[:, None], kind, shape)
         fine = np.zeros_like(dispersed)
-        fine[:, 1:] = fftconvolve(middle, residue, axes=1)[:, : middle.shape[1]] * step_s
+        fine[:, 1:] = _convolve_rows(middle, residue)[:, : middle.shape[1]] * step_s
     else:
         # Box and linear residues from running integrals: I1 = int C, I2 = int I1.
         integral = np.concatenate(
@@ -320,6 +320,17 @@ def delayed_dispersed(
     aif, t_s, p = _validated(aif, t_s, delay_s=delay_s, dispersion_s=dispersion_s)
     ones = np.ones_like(p["delay_s"])
     return _simulate(aif, t_s, ones, p["delay_s"], p["dispersion_s"], None).T
+
+
+def _convolve_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Full linear convolution of each row of ``a`` (n, k) with the same row of ``b`` (n, m), by real FFTs.
+
+    The products ``scipy.signal.fftconvolve(a, b, axes=1)`` takes, value for value; importing
+    ``scipy.signal`` (with ``scipy.stats``) costs 0.5-0.9 s, which every perfusion analysis paid.
+    """
+    size = a.shape[1] + b.shape[1] - 1
+    padded = fft.next_fast_len(size, real=True)
+    return fft.irfft(fft.rfft(a, padded, axis=1) * fft.rfft(b, padded, axis=1), padded, axis=1)[:, :size]
 
 
 def tissue_curves(

@@ -87,19 +87,11 @@ def _aif_voxel(text: str | None):
 
 def run(args: argparse.Namespace) -> int:
     import time
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    import numpy as np
-    import SimpleITK as sitk
-
     from .. import imageio
-    from ..atomic import staged_folder
-    from ..casefolder import Case, save_case
     from ..errors import InputError
-    from ..perfusion import compute_perfusion_maps
-    from ..perfusion.curves import CORRECTABLE
-    from ..perfusion.maps import DEFAULT_SMOOTHING_MM
-    from ..tracer import KH, RHO
 
     started = time.perf_counter()
     source = Path(args.ctp)
@@ -108,14 +100,26 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"output folder {out} already exists: remove it or choose another --out")
     if source.is_file() and not source.name.lower().endswith(NIFTI_SUFFIXES):
         raise InputError(f"{source.name} is not a NIfTI file: give the 4D series as .nii or .nii.gz")
-    image = imageio.read_image(source)
-    if image.GetDimension() != 4:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The series is inflated without holding the GIL: the analysis' imports (scipy,
+        # 0.5-1 s) run meanwhile instead of after it.
+        reading = pool.submit(imageio.read_voxels, source)
+        import numpy as np
+
+        from ..atomic import staged_folder
+        from ..casefolder import Case, save_case
+        from ..perfusion import compute_perfusion_maps
+        from ..perfusion.curves import CORRECTABLE
+        from ..perfusion.maps import DEFAULT_SMOOTHING_MM
+        from ..tracer import KH, RHO
+
+        ctp, header = reading.result()
+    if header.GetDimension() != 4:
         raise InputError(
-            f"{source.name} is {image.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
+            f"{source.name} is {header.GetDimension()}D; give the 4D CT perfusion series (x, y, z, time)"
         )
-    dt_s = imageio.checked_frame_interval_s(source, image, args.dt)
-    geometry = imageio.Geometry.from_image(image)
-    ctp = sitk.GetArrayViewFromImage(image)
+    dt_s = imageio.checked_frame_interval_s(source, header, args.dt)
+    geometry = imageio.Geometry.from_image(header)
     smoothing = DEFAULT_SMOOTHING_MM if args.smoothing_mm is None else args.smoothing_mm
     if smoothing < 0:
         raise InputError(f"--smoothing-mm must be 0 or more, got {smoothing:g}")

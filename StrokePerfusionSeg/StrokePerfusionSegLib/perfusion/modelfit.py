@@ -36,7 +36,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from ..tracer import flow_per_second, tissue_curves
@@ -156,6 +155,11 @@ class ModelFit:
     def __call__(self, tissue: np.ndarray) -> dict[str, np.ndarray]:
         """Best model per tissue curve ``(n, t)`` (HU above baseline).
 
+        The products are cache-sized groups: run BLAS with one thread around this call
+        (threadpoolctl; the callers that start threads or take curves from users do), its own
+        threads cost more to start and, on a busy machine, to wait for than they save (measured
+        10-15x slower on 2 loaded cores).
+
         Returns
         -------
         dict of (n,) arrays
@@ -166,22 +170,19 @@ class ModelFit:
         tissue = np.asarray(tissue, dtype=np.float32)
         if tissue.ndim != 2 or tissue.shape[1] != self.frames:
             raise ValueError(f"tissue curves must be (n, {self.frames}), got {tissue.shape}")
-        # The products are small (cache-sized groups): BLAS threads cost more to start and, on a
-        # busy machine, to wait for than they save (measured 10-15x slower on 2 loaded cores).
-        with threadpool_limits(limits=1, user_api="blas"):
-            coordinates = tissue @ self.basis
-            arrival = np.concatenate([
-                _best(coordinates[i : i + _CHUNK], self.coarse_bank) // len(self.coarse)
-                for i in range(0, len(tissue), _CHUNK)
-            ])
-            flow = np.zeros(len(tissue))
-            choice = np.zeros(len(tissue), np.intp)
-            for index in np.unique(arrival):
-                voxels = np.flatnonzero(arrival == index)
-                for start in range(0, voxels.size, _CHUNK):
-                    chunk = voxels[start : start + _CHUNK]
-                    choice[chunk] = _best(coordinates[chunk], self.fine_banks[index])
-                    flow[chunk] = np.einsum("nt,nt->n", tissue[chunk], self.fine_curves[index, choice[chunk]])
+        coordinates = tissue @ self.basis
+        arrival = np.concatenate([
+            _best(coordinates[i : i + _CHUNK], self.coarse_bank) // len(self.coarse)
+            for i in range(0, len(tissue), _CHUNK)
+        ])
+        flow = np.zeros(len(tissue))
+        choice = np.zeros(len(tissue), np.intp)
+        for index in np.unique(arrival):
+            voxels = np.flatnonzero(arrival == index)
+            for start in range(0, voxels.size, _CHUNK):
+                chunk = voxels[start : start + _CHUNK]
+                choice[chunk] = _best(coordinates[chunk], self.fine_banks[index])
+                flow[chunk] = np.einsum("nt,nt->n", tissue[chunk], self.fine_curves[index, choice[chunk]])
         steps = self.coarse_steps[arrival] + np.asarray(FINE_DELAY_STEPS)[choice // len(self.shapes)]
         delay = steps * self.dt_s / SUBFRAMES
         flow = np.clip(flow, 0.0, None)
