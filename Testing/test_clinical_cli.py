@@ -55,6 +55,25 @@ def test_help_has_examples(capsys):
     assert "examples:" in text and "--dicom /data/study1" in text and "--shard 1/2" in text
 
 
+def test_program_ends_without_teardown_keeping_its_output_and_status(tiny_cohort, tmp_path):
+    """The ``strokeperfusionseg`` program exits as soon as its work is done: what it printed
+    reaches the pipes and its status is kept, but no interpreter teardown (an atexit handler)
+    runs."""
+    import subprocess
+    import sys
+
+    case = sorted(p for p in tiny_cohort.iterdir() if p.is_dir())[0]
+    program = "import atexit; atexit.register(print, 'torn down'); from StrokePerfusionSegLib.cli import run; run()"
+    command = [sys.executable, "-c", program, "segment", "--case", str(case), "--method", "threshold",
+               "--format", "nifti", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"results in {tmp_path / case.name}" in done.stdout and "torn down" not in done.stdout
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == EXIT_USER_ERROR and "--overwrite" in refused.stderr
+    assert "torn down" not in refused.stdout
+
+
 def test_case_folder_with_threshold(tiny_cohort, tmp_path, capsys):
     cohort = load_cohort(tiny_cohort)
     case = cohort.case_folder(cohort.ids(group="LVO")[0])
