@@ -17,6 +17,7 @@ the study is read, and :attr:`Method.bundle` waits for them where the network fi
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -131,10 +132,7 @@ def resolve_method(spec=None, *, background: bool = False) -> Method:
     path = resolve_model(spec)
     manifest = read_manifest(path)
     needs = _manifest_needs(manifest, path)
-
-    def load():
-        return _load_as_described(path, needs)
-
+    load = functools.partial(_load_as_described, path, needs)
     model = _in_background(load) if background else load()
     return Method(manifest["id"], needs[0], _required_maps(needs[0], needs[1]), needs[2], manifest["version"], model)
 
