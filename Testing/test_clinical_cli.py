@@ -36,12 +36,42 @@ def tiny_bundle(tmp_path_factory):
     return save_bundle(tmp_path_factory.mktemp("models"), build_model(config), config, model_id="tiny-clinical", version="0.0.1")
 
 
+@pytest.fixture(scope="module")
+def broken_bundle(tiny_bundle, tmp_path_factory):
+    """``tiny_bundle`` with one weight byte changed: its manifest reads well, its sha256 check fails."""
+    folder = shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("broken") / tiny_bundle.name)
+    weights = folder / "weights.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 1
+    weights.write_bytes(bytes(damaged))
+    return folder
+
+
 def test_help_has_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["segment", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "examples:" in text and "--dicom /data/study1" in text and "--shard 1/2" in text
+
+
+def test_program_ends_without_teardown_keeping_its_output_and_status(tiny_cohort, tmp_path):
+    """The ``strokeperfusionseg`` program exits as soon as its work is done: what it printed
+    reaches the pipes and its status is kept, but no interpreter teardown (an atexit handler)
+    runs."""
+    import subprocess
+    import sys
+
+    case = sorted(p for p in tiny_cohort.iterdir() if p.is_dir())[0]
+    program = "import atexit; atexit.register(print, 'torn down'); from StrokePerfusionSegLib.cli import run; run()"
+    command = [sys.executable, "-c", program, "segment", "--case", str(case), "--method", "threshold",
+               "--format", "nifti", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"results in {tmp_path / case.name}" in done.stdout and "torn down" not in done.stdout
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == EXIT_USER_ERROR and "--overwrite" in refused.stderr
+    assert "torn down" not in refused.stdout
 
 
 def test_case_folder_with_threshold(tiny_cohort, tmp_path, capsys):
@@ -170,16 +200,22 @@ def test_shards_cover_every_case_once(total):
         (["--cbf", "{case}/cbf.nii.gz", "--tmax", "{case}/tmax.nii.gz", "--kh", "1"], "map files were given"),
         (["--case", "{case}", "--perfusion-method", "model"], "has its perfusion maps"),
         (["--ctp", "{case}/ctp.nii.gz", "--rho", "0"], "rho must be a positive number"),
+        (["--case", "{case}", "--method", "dl", "--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--case", "{case}", "--method", "dl", "--model", "{broken}"], "fails its sha256 check"),
+        (["--batch", "{cohort}", "--method", "dl", "--model", "{broken}"], "fails its sha256 check"),
+        # the model loads while the study is read, so the study's own error comes first
+        (["--case", "{damaged}", "--method", "dl", "--model", "{broken}"], "cbf.nii.gz"),
     ],
 )
-def test_user_errors_exit_2(args, message, tiny_cohort, tmp_path, capsys):
-    """One line naming the problem, exit 2, and no output folder left behind (not even empty)."""
+def test_user_errors_exit_2(args, message, tiny_cohort, broken_bundle, tmp_path, capsys):
+    """One line naming the problem, exit 2, and no output folder left behind (not even empty;
+    no summary.csv either: a model that fails to load stops a batch before its first row)."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     case = sorted(p for p in tiny_cohort.iterdir() if p.is_dir())[0]
     damaged = shutil.copytree(case, tmp_path / "damaged")  # refused while loading, after the checks
     (damaged / "cbf.nii.gz").write_bytes(b"not an image")
-    values = {"case": case, "cohort": tiny_cohort, "file": blocker, "damaged": damaged}
+    values = {"case": case, "cohort": tiny_cohort, "file": blocker, "damaged": damaged, "broken": broken_bundle}
     args = [a.format(**values) for a in args]
     if "--out" not in args:
         args += ["--out", str(tmp_path / "out")]

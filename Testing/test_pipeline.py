@@ -124,6 +124,56 @@ def test_method_says_what_it_needs(tmp_path):
     assert method.uses_nihss and method.display_name == "model tiny-3class 0.1"
     # The panel asks before PyTorch loads anything: the manifest says the same.
     assert pipeline.method_needs(str(folder)) == (method.required_maps, True)
+    # So does the command line's method, whose model loads in the background.
+    loading = pipeline.resolve_method(str(folder), background=True)
+    assert (loading.reads, loading.required_maps, loading.uses_nihss, loading.display_name) == (
+        method.reads, method.required_maps, method.uses_nihss, method.display_name)
+    assert loading.bundle.config == method.bundle.config
+
+
+def _tiny_bundle(folder):
+    import torch
+
+    from StrokePerfusionSegLib.bundle import save_bundle
+    from StrokePerfusionSegLib.networks import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(arch="SF", inputs=("cbf", "tmax"), width=1 / 16, image_size=32, num_classes=3)
+    return save_bundle(folder, build_model(config), config, model_id="tiny", version="0.1")
+
+
+def test_model_loading_in_the_background_is_refused_where_it_is_needed(lvo_case, tmp_path):
+    """Weights that fail their check: a method loading in the background resolves from the
+    manifest; the same InputError comes where the model is first needed, for every study."""
+    folder = _tiny_bundle(tmp_path)
+    weights = folder / "weights.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[-1] ^= 1
+    weights.write_bytes(bytes(damaged))
+    with pytest.raises(InputError, match="fails its sha256 check"):
+        pipeline.resolve_method(str(folder))
+
+    from StrokePerfusionSegLib.studyio import Study
+
+    method = pipeline.resolve_method(str(folder), background=True)
+    assert method.is_network and method.required_maps == ("cbf", "tmax", "mip")
+    study = Study("s1", lvo_case.geometry, {name: lvo_case.maps[name] for name in MAPS})
+    for _ in range(2):
+        with pytest.raises(InputError, match="fails its sha256 check"):
+            pipeline.segment_study(study, method, device="cpu")
+
+
+def test_manifest_that_disagrees_with_the_architecture_is_refused(tmp_path):
+    folder = _tiny_bundle(tmp_path)
+    manifest = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**manifest, "uses_nihss": True}))
+    with pytest.raises(InputError, match="disagree with its architecture"):
+        pipeline.resolve_method(str(folder))
+    with pytest.raises(InputError, match="disagree with its architecture"):
+        pipeline.resolve_method(str(folder), background=True).bundle
+    (folder / "model.json").write_text(json.dumps({**manifest, "inputs": 4}))
+    with pytest.raises(InputError, match="does not list its input maps"):
+        pipeline.method_needs(str(folder))
 
 
 def test_missing_map_and_nihss_named_before_any_work(lvo_case):

@@ -233,12 +233,15 @@ def run_batch(
             row = summary_row(result, out / job.study_id, time.perf_counter() - started)
         except CancelledError:
             raise
-        except InputError as error:
-            log.warning("%s: %s", job.study_id, error)
-            row, worst = {"id": job.study_id, "status": "input-error", "message": str(error)}, worst or EXIT_USER_ERROR
         except Exception as error:  # keep going: one broken study must not stop the archive
-            log.exception("%s failed", job.study_id)
-            row, worst = {"id": job.study_id, "status": "failed", "message": f"{type(error).__name__}: {error}"}, EXIT_FAILURE
+            method.bundle  # ... but a model that failed to load stops it before any row: that is no study's fault
+            if isinstance(error, InputError):
+                log.warning("%s: %s", job.study_id, error)
+                row, worst = {"id": job.study_id, "status": "input-error", "message": str(error)}, worst or EXIT_USER_ERROR
+            else:
+                log.exception("%s failed", job.study_id)
+                row, worst = ({"id": job.study_id, "status": "failed", "message": f"{type(error).__name__}: {error}"},
+                              EXIT_FAILURE)
         rows.append(row)
         write_csv_atomically(summary, rows, SUMMARY_COLUMNS)
         if on_done is not None:

@@ -3,7 +3,8 @@
 Each sub-command lives in :mod:`StrokePerfusionSegLib.commands` as a module with
 ``register(subparsers)``; heavy imports (torch, pydicom) happen inside the command, so
 ``--help`` is instant. Exit status: 0 success, 2 user error (:class:`InputError`), 1 failure,
-130 cancelled.
+130 cancelled. The program (:func:`run`) ends without the interpreter's teardown; :func:`main`
+is for callers that go on (tests, Slicer's batch script).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from . import __version__
@@ -45,5 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     return run_command(lambda: args.handler(args), name="strokeperfusionseg")
 
+
+def run() -> None:
+    """The ``strokeperfusionseg`` program: :func:`main`, then exit at once with its status.
+
+    Every output is written and closed when ``main`` returns; tearing the interpreter down
+    (freeing every module's objects, PyTorch's above all) would only add about half a second
+    to a command that imported PyTorch, so the process ends without it once what was printed
+    or logged is flushed.
+    """
+    status = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -10,14 +10,19 @@ and the :class:`SegmentationResult` into what it shows::
     write_outputs(result, out / study.study_id, FORMATS)
 
 :func:`resolve_method` is the one place that says which maps a method reads, which it requires
-(the MIP where the brain mask needs it) and whether it reads the NIHSS score.
+(the MIP where the brain mask needs it) and whether it reads the NIHSS score. The command line
+resolves it with ``background=True``: PyTorch and the weights then load in a second thread while
+the study is read, and :attr:`Method.bundle` waits for them where the network first needs them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,22 +52,32 @@ class Method:
         Maps a study must hold (``reads`` plus the MIP where the brain mask needs it).
     uses_nihss : bool
         The model reads the NIHSS score, so a study without one is refused.
-    bundle : Bundle or None
-        The loaded model (None for thresholding).
     version : str or None
         Model version (None for thresholding).
+    model : Bundle, Future of a Bundle, or None
+        The model, or its load still running in the background (None for thresholding);
+        read it through :attr:`bundle`.
     """
 
     name: str
     reads: tuple[str, ...]
     required_maps: tuple[str, ...]
     uses_nihss: bool = False
-    bundle: object | None = None
     version: str | None = None
+    model: object | None = field(default=None, repr=False)
 
     @property
     def is_network(self) -> bool:
-        return self.bundle is not None
+        return self.model is not None
+
+    @property
+    def bundle(self):
+        """The loaded model (None for thresholding).
+
+        A model loading in the background is waited for here, and its loading error (an
+        InputError for a broken bundle) raised here, for every caller alike.
+        """
+        return self.model.result() if isinstance(self.model, Future) else self.model
 
     @property
     def display_name(self) -> str:
@@ -74,19 +89,25 @@ class Method:
         return f"model {self.name} {self.version}"
 
 
-def resolve_method(spec=None) -> Method:
+def resolve_method(spec=None, *, background: bool = False) -> Method:
     """The method named by ``spec``, its model loaded (on the CPU; the predictor moves it).
 
     Parameters
     ----------
-    spec : None, ``"threshold"``, str or path, or a loaded Bundle
+    spec : None, ``"threshold"``, str or path, a loaded Bundle, or a Method
         None is the registry's default model; a string other than ``"threshold"`` is a model id
         of the registry or a bundle folder.
+    background : bool
+        Load the model (PyTorch, weights) in a background thread and return at once with what
+        its manifest says; :attr:`Method.bundle` waits for it. For front ends that read the
+        study meanwhile. The thread is a daemon: a run that stops early does not wait for it.
 
     Raises
     ------
     InputError
-        No default model installed, an unknown model id, a broken bundle.
+        No default model installed, an unknown model id, a broken bundle (with ``background``,
+        a bundle whose manifest reads well but whose weights are broken is refused by
+        :attr:`Method.bundle`).
     """
     if isinstance(spec, Method):
         return spec
@@ -98,23 +119,65 @@ def resolve_method(spec=None) -> Method:
         spec = default_model_id()
         if spec is None:
             raise InputError("no default model is installed: name a model (id or bundle folder), or use thresholding")
-    if isinstance(spec, (str, os.PathLike)):
-        from .bundle import load_bundle
-
-        bundle = load_bundle(spec, device="cpu")
-    elif hasattr(spec, "model") and hasattr(spec, "config"):
-        bundle = spec
-    else:
+    if hasattr(spec, "model") and hasattr(spec, "config"):
+        config = spec.config
+        reads = tuple(config.inputs)
+        return Method(getattr(spec, "model_id", "model"), reads, _required_maps(reads, config.num_classes),
+                      bool(config.use_nihss), getattr(spec, "version", None), spec)
+    if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"a method is 'threshold', a model id, a bundle folder or a Bundle, not {type(spec).__name__}")
-    config = bundle.config
-    reads = tuple(config.inputs)
-    return Method(getattr(bundle, "model_id", "model"), reads, _required_maps(reads, config.num_classes),
-                  bool(config.use_nihss), bundle, getattr(bundle, "version", None))
+    from .bundleformat import read_manifest
+    from .registry import resolve_model
+
+    path = resolve_model(spec)
+    manifest = read_manifest(path)
+    needs = _manifest_needs(manifest, path)
+    load = functools.partial(_load_as_described, path, needs)
+    model = _in_background(load) if background else load()
+    return Method(manifest["id"], needs[0], _required_maps(needs[0], needs[1]), needs[2], manifest["version"], model)
 
 
 def _required_maps(reads: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
     # A 3-class model has no background class: the MIP's brain mask decides it.
     return reads + (("mip",) if num_classes == 3 else ())
+
+
+def _manifest_needs(manifest: dict, path) -> tuple[tuple[str, ...], int, bool]:
+    """(maps read, number of classes, reads NIHSS) as the bundle's ``model.json`` states them."""
+    from .mapspecs import MAP_NAMES
+
+    reads, classes, uses_nihss = manifest.get("inputs"), manifest.get("classes"), manifest.get("uses_nihss")
+    if not (isinstance(reads, list) and reads and all(name in MAP_NAMES for name in reads)
+            and isinstance(classes, list) and isinstance(uses_nihss, bool)):
+        raise InputError(f"bundle {path}: model.json does not list its input maps, classes and uses_nihss: "
+                         "export the bundle again")
+    return tuple(reads), len(classes), uses_nihss
+
+
+def _load_as_described(path, needs: tuple[tuple[str, ...], int, bool]):
+    """The bundle at ``path``, refused unless its architecture needs what its manifest said."""
+    from .bundle import load_bundle
+
+    bundle = load_bundle(path, device="cpu")
+    config = bundle.config
+    if (tuple(config.inputs), config.num_classes, bool(config.use_nihss)) != needs:
+        raise InputError(f"bundle {path}: the inputs, classes or uses_nihss in model.json disagree with its "
+                         "architecture: export the bundle again")
+    return bundle
+
+
+def _in_background(load: Callable[[], object]) -> Future:
+    """The future result of ``load()``, run in a daemon thread."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(load())
+        except BaseException as error:  # whatever it is, the waiting caller gets it rather than waiting forever
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="strokeperfusionseg-model-load", daemon=True).start()
+    return future
 
 
 def method_needs(spec=None) -> tuple[tuple[str, ...], bool]:
@@ -129,9 +192,9 @@ def method_needs(spec=None) -> tuple[tuple[str, ...], bool]:
     from .bundleformat import read_manifest
     from .registry import resolve_model
 
-    manifest = read_manifest(resolve_model(spec))
-    reads = tuple(manifest["inputs"])
-    return _required_maps(reads, len(manifest["classes"])), bool(manifest["uses_nihss"])
+    path = resolve_model(spec)
+    reads, num_classes, uses_nihss = _manifest_needs(read_manifest(path), path)
+    return _required_maps(reads, num_classes), uses_nihss
 
 
 @dataclass
@@ -155,7 +218,8 @@ class SegmentationResult:
         Everything the user should know, from loading (resampling, colour decoding, the
         perfusion analysis' warnings) to the method (encoding, precision).
     timings : dict of str to float
-        Seconds per stage: the study's (``read``, ``perfusion``), ``segment``, then the writers'.
+        Seconds per stage: the study's (``read``, ``perfusion``), ``wait_model`` (a network's
+        model still loading when the study was read), ``segment``, then the writers'.
     """
 
     study: object
@@ -214,11 +278,17 @@ def segment_study(
             f"{study.study_id}: model {method.name} reads the NIHSS score: give it (0..42; --nihss N on the "
             "command line, nihss in case.json or the batch CSV)"
         )
+    timings = dict(study.timings)
+    runs = THRESHOLD
+    if method.is_network:
+        waiting = time.perf_counter()
+        runs = method.bundle  # a model loading in the background since the method was resolved
+        timings["wait_model"] = time.perf_counter() - waiting
     start = time.perf_counter()
     prediction = predict(
         {name: study.maps[name] for name in method.reads},
         study.geometry.spacing_zyx,
-        method=method.bundle if method.is_network else THRESHOLD,
+        method=runs,
         nihss=study.nihss,
         mip=study.maps.get("mip"),
         brain_mask=study.brain_mask,
@@ -228,7 +298,7 @@ def segment_study(
         precision=precision,
     )
     labels = np.asarray(prediction.labels, dtype=np.uint8)
-    timings = {**study.timings, "segment": time.perf_counter() - start}
+    timings["segment"] = time.perf_counter() - start
     return SegmentationResult(
         study=study,
         method=method,

@@ -263,7 +263,8 @@ def run(args) -> int:
     if args.batch:
         check_batch_output(args.batch, out)
     ensure_writable(out)
-    method = resolve_method(THRESHOLD if args.method == "threshold" else args.model)
+    # The model loads (PyTorch import, weights) while the first study is read.
+    method = resolve_method(THRESHOLD if args.method == "threshold" else args.model, background=True)
     options = dict(formats=requested, series_map=series_map, resample=args.resample,
                    device=args.device, overwrite=args.overwrite, perfusion=perfusion_options(args))
     if not args.batch:
