@@ -5,7 +5,8 @@
     python -m benchmarks.inference --device cuda --precisions bf16,fp16,fp32
 
 Same as ``strokeperfusionseg bench`` (the logic lives in
-:mod:`StrokePerfusionSegLib.commands.bench` so installed copies have it too).
+:mod:`StrokePerfusionSegLib.commands.bench` so installed copies have it too), in a process that
+keeps freed memory for reuse as the program does (:mod:`StrokePerfusionSegLib.processheap`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import argparse
 import sys
 
 from StrokePerfusionSegLib.commands import bench
+from StrokePerfusionSegLib.processheap import retain_freed_memory
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.inference", description=__doc__.split("\n\n")[0])
     bench.add_arguments(parser)
+    retain_freed_memory()
     return bench.run(parser.parse_args(argv))
 
 
