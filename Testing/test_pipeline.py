@@ -161,6 +161,22 @@ def test_model_loading_in_the_background_is_refused_where_it_is_needed(lvo_case,
     for _ in range(2):
         with pytest.raises(InputError, match="fails its sha256 check"):
             pipeline.segment_study(study, method, device="cpu")
+    # The brain mask is made while the model loads: a study without brain tissue is refused
+    # for that, before the model is waited for.
+    no_brain = np.where(lvo_case.maps["mip"] > 300, lvo_case.maps["mip"], -1000.0).astype(np.float32)
+    with pytest.raises(InputError, match="brain mask is empty"):
+        pipeline.segment_study(Study("s2", lvo_case.geometry, {**study.maps, "mip": no_brain}), method, device="cpu")
+
+
+def test_model_loading_in_the_background_gives_the_loaded_result(lvo_case, tmp_path):
+    from StrokePerfusionSegLib.studyio import Study
+
+    folder = _tiny_bundle(tmp_path)
+    study = Study("s1", lvo_case.geometry, {name: lvo_case.maps[name] for name in MAPS})
+    loading = pipeline.segment_study(study, pipeline.resolve_method(str(folder), background=True), device="cpu")
+    loaded = pipeline.segment_study(study, pipeline.resolve_method(str(folder)), device="cpu")
+    assert np.array_equal(loading.labels, loaded.labels) and loading.notes == loaded.notes
+    assert {"wait_model", "segment"} <= set(loading.timings) and {"wait_model", "segment"} <= set(loaded.timings)
 
 
 def test_manifest_that_disagrees_with_the_architecture_is_refused(tmp_path):

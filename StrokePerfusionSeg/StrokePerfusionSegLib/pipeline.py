@@ -71,6 +71,11 @@ class Method:
         return self.model is not None
 
     @property
+    def loads_in_background(self) -> bool:
+        """The model was resolved with ``background=True``: :attr:`bundle` may still wait."""
+        return isinstance(self.model, Future)
+
+    @property
     def bundle(self):
         """The loaded model (None for thresholding).
 
@@ -219,7 +224,8 @@ class SegmentationResult:
         perfusion analysis' warnings) to the method (encoding, precision).
     timings : dict of str to float
         Seconds per stage: the study's (``read``, ``perfusion``), ``wait_model`` (a network's
-        model still loading when the study was read), ``segment``, then the writers'.
+        model still loading when the study was read and its brain mask made), ``segment``
+        (without that wait), then the writers'.
     """
 
     study: object
@@ -280,10 +286,10 @@ def segment_study(
         )
     timings = dict(study.timings)
     runs = THRESHOLD
-    if method.is_network:
-        waiting = time.perf_counter()
-        runs = method.bundle  # a model loading in the background since the method was resolved
-        timings["wait_model"] = time.perf_counter() - waiting
+    if method.loads_in_background:  # the predictor makes the brain mask, then waits for the model
+        runs = lambda: method.bundle
+    elif method.is_network:
+        runs = method.bundle
     start = time.perf_counter()
     prediction = predict(
         {name: study.maps[name] for name in method.reads},
@@ -298,7 +304,9 @@ def segment_study(
         precision=precision,
     )
     labels = np.asarray(prediction.labels, dtype=np.uint8)
-    timings["segment"] = time.perf_counter() - start
+    if method.is_network:
+        timings["wait_model"] = prediction.timings.get("wait_model_s", 0.0)
+    timings["segment"] = time.perf_counter() - start - timings.get("wait_model", 0.0)
     return SegmentationResult(
         study=study,
         method=method,

@@ -62,7 +62,9 @@ class Prediction:
         Seconds per step: ``checks_s`` (input checks and brain mask), then ``encode_s``
         (encoding and resampling to the model's size), ``network_s``, ``postprocess_s`` for a
         network or ``threshold_s`` for thresholding; ``total_s`` always. On a GPU the host
-        makes the brain mask while the network runs: it is then part of ``network_s``.
+        makes the brain mask while the network runs: it is then part of ``network_s``. With a
+        model still loading, ``wait_model_s``: the wait for it after the checks and the mask
+        (part of ``total_s``, not of ``checks_s``).
     """
 
     labels: np.ndarray
@@ -97,9 +99,12 @@ def predict(
         may also be given here for the brain mask.
     spacing : (3,) sequence of float
         Voxel size ``(z, y, x)`` in mm.
-    method : Bundle or "threshold"
+    method : Bundle, callable() -> Bundle, or "threshold"
         A model bundle (anything with ``.model`` and ``.config``, see :mod:`.bundle`) or the
         threshold method. The bundle's model is left in eval mode on ``device`` (channels-last).
+        A callable stands for a model still loading (in another thread): the brain mask is
+        then made from the MIP first, and the callable is called once, where the model is
+        first needed (its wait is ``wait_model_s`` in the timings).
     nihss : int or None
         NIHSS score 0..42; required when the model reads it.
     mip : (z, y, x) ndarray or None
@@ -131,13 +136,24 @@ def predict(
         if method != "threshold":
             raise InputError(f"unknown method '{method}': give a model bundle or 'threshold'")
         return _predict_threshold(images, spacing, mip, brain_mask, threshold_params, start)
-    if not (hasattr(method, "model") and hasattr(method, "config")):
+    premade_mask, waited = None, None
+    if callable(method) and not _is_bundle(method):
+        premade_mask = _mask_while_loading(images, mip, brain_mask, spacing)
+        waiting = time.perf_counter()
+        method = method()
+        waited = time.perf_counter() - waiting
+    if not _is_bundle(method):
         raise InputError(
             f"method must be a model bundle (bundle.load_bundle) or 'threshold', got {type(method).__name__}"
         )
     return _predict_network(
-        images, spacing, method, nihss, mip, brain_mask, device, progress, cancel, memory_budget_mb, precision, start
+        images, spacing, method, nihss, mip, brain_mask, premade_mask, device, progress, cancel, memory_budget_mb,
+        precision, start, waited,
     )
+
+
+def _is_bundle(method) -> bool:
+    return hasattr(method, "model") and hasattr(method, "config")
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -260,6 +276,28 @@ def _brain_mask_maker(mip, given, images, spacing, grid, notes) -> Callable[[], 
     return lambda: _non_empty(brain_mask_from_mip(mip, spacing))
 
 
+def _mask_while_loading(images, mip, given, spacing) -> tuple[list[str], Callable[[], np.ndarray]] | None:
+    """(notes, what gives the brain mask) with the mask made from the MIP now, before the model
+    is needed; None: the mask is made later, as when the model is at hand.
+
+    Only when no mask is given and the maps and the MIP share one 3D grid; otherwise the model's
+    inputs decide which grid error is the user's, as when the model is at hand. Errors of the
+    mask itself (an empty mask, a colour MIP that does not decode) are raised here, before the
+    model's: they are the user's input.
+    """
+    source = mip if mip is not None else images.get("mip")
+    if given is not None or source is None:
+        return None
+    shapes = {array.shape[:3] if is_colour_coded(array) else array.shape
+              for array in map(np.asarray, [*images.values(), source])}
+    grid = shapes.pop()
+    if shapes or len(grid) != 3:
+        return None
+    notes: list[str] = []
+    mask = _brain_mask_maker(mip, None, images, spacing, grid, notes)()
+    return notes, lambda: mask
+
+
 def _non_empty(mask: np.ndarray) -> np.ndarray:
     if not mask.any():  # every method refuses it: "no lesion" would be a silent wrong answer
         raise InputError("the brain mask is empty (no brain tissue found): check that the MIP is the study's, in HU")
@@ -297,7 +335,8 @@ def _predict_threshold(images, spacing, mip, given_mask, params, start) -> Predi
 
 
 def _predict_network(
-    images, spacing, bundle, nihss, mip, given_mask, device, progress, cancel, memory_budget_mb, precision, start
+    images, spacing, bundle, nihss, mip, given_mask, premade_mask, device, progress, cancel, memory_budget_mb,
+    precision, start, waited,
 ) -> Prediction:
     config = bundle.config
     notes: list[str] = []
@@ -326,7 +365,11 @@ def _predict_network(
         raise InputError(f"memory budget must be a positive number of MB, got {memory_budget_mb!r}")
     torch_device = _resolve_device(device)
     dtype = _autocast_dtype(precision, torch_device)
-    make_mask = _brain_mask_maker(mip, given_mask, images, spacing, grid, notes)
+    if premade_mask is None:
+        make_mask = _brain_mask_maker(mip, given_mask, images, spacing, grid, notes)
+    else:
+        notes.extend(premade_mask[0])
+        make_mask = premade_mask[1]
     if make_mask is None:
         if config.num_classes == 3:
             raise InputError("this 3-class model needs the MIP for the brain mask: give mip (HU)")
@@ -365,9 +408,11 @@ def _predict_network(
     if mask is not None:
         labels[~mask] = BACKGROUND
     end = time.perf_counter()
-    timings = {"checks_s": checks_end - start, "encode_s": encode_s,
+    timings = {"checks_s": checks_end - start - (waited or 0.0), "encode_s": encode_s,
                "network_s": network_end - checks_end - encode_s, "postprocess_s": end - network_end,
                "total_s": end - start}
+    if waited is not None:
+        timings["wait_model_s"] = waited
     return Prediction(labels, probabilities, str(torch_device), notes, timings)
 
 
