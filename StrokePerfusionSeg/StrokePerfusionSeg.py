@@ -33,6 +33,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from StrokePerfusionSegLib.errors import CancelledError, InputError
+from StrokePerfusionSegLib.methodcache import MethodCache
 from StrokePerfusionSegLib.mrml import ctp as mrmlCtp
 from StrokePerfusionSegLib.mrml import nodes as mrmlNodes
 from StrokePerfusionSegLib.mrml import segmentation as mrmlSegmentation
@@ -427,6 +428,11 @@ class StrokePerfusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
 class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
     """Thin layer over ``StrokePerfusionSegLib.mrml`` (and so the pipeline) using Slicer's scene."""
 
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        # A model is loaded once, not on every Apply, until its bundle's files change.
+        self._methods = MethodCache()
+
     def getParameterNode(self):
         return StrokePerfusionSegParameterNode(super().getParameterNode())
 
@@ -522,7 +528,7 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
         return mrmlStudy.segment_volumes(
             slicer.mrmlScene,
             nodes,
-            method=parameters.method or None,  # empty: the default model
+            method=self._methods.resolve(parameters.method or None),  # empty: the default model
             nihss=parameters.nihss if parameters.nihss >= 0 else None,
             segmentation_node=parameters.outputSegmentation,
             table_node=parameters.outputTable,

@@ -246,6 +246,49 @@ def test_bundle_method_with_progress(scene, lvo_case, lvo_nodes, tiny_bundle):
     assert result.device == "cpu"
 
 
+def test_panel_keeps_a_loaded_model_until_its_bundle_changes(scene, lvo_nodes, tiny_bundle, tmp_path):
+    """The panel's MethodCache: one load per version of the bundle's files; a retrained bundle
+    written over it, a touched file or a broken one are noticed at the next Apply."""
+    import os
+    import shutil
+
+    import torch
+
+    from StrokePerfusionSegLib.bundle import save_bundle
+    from StrokePerfusionSegLib.methodcache import MethodCache
+    from StrokePerfusionSegLib.networks import build_model
+
+    folder = shutil.copytree(tiny_bundle, tmp_path / tiny_bundle.name)
+    methods = MethodCache()
+
+    def apply(method):
+        return segment_volumes(scene, threshold_inputs(lvo_nodes), method=method, nihss=8, device="cpu").result
+
+    first = methods.resolve(str(folder))
+    assert methods.resolve(str(folder)) is first and methods.resolve("threshold").name == "threshold"
+    cached, again, uncached = apply(methods.resolve(str(folder))), apply(methods.resolve(str(folder))), apply(str(folder))
+    assert cached.method is again.method is first
+    for result in (again, uncached):
+        assert np.array_equal(result.labels, cached.labels)
+        assert np.array_equal(result.probabilities, cached.probabilities)
+
+    torch.manual_seed(1)  # a retrained model written over the bundle
+    config = first.bundle.config
+    save_bundle(tmp_path, build_model(config), config, model_id=first.name, version=first.version, overwrite=True)
+    retrained = methods.resolve(str(folder))
+    assert retrained is not first and methods.resolve(str(folder)) is retrained
+    assert np.array_equal(apply(retrained).probabilities, apply(str(folder)).probabilities)
+    assert not np.array_equal(apply(retrained).probabilities, cached.probabilities)
+
+    weights = folder / "weights.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert methods.resolve(str(folder)) is not retrained
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError):
+        methods.resolve(str(folder))
+
+
 def test_nihss_required_by_the_model(scene, lvo_nodes, tiny_bundle):
     before = scene.GetNumberOfNodes()
     with pytest.raises(InputError, match="NIHSS"):
