@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from StrokePerfusionSegLib.cli import main
+from StrokePerfusionSegLib.cpufeatures import usable_cores
 
 
 def test_bench_prints_every_figure(capsys):
@@ -18,6 +19,7 @@ def test_bench_prints_every_figure(capsys):
     assert run["matmul_gflops"] > 0 and 0 < run["fraction_of_matmul"]
     assert run["peak_memory_mb"] >= result["memory_before_model_mb"] > 0
     assert run["slices_per_batch"] >= 1
+    assert result["threads"] == usable_cores()  # the cores this process may use, not the machine's
 
 
 def test_bench_rejects_unknown_precision(capsys):

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
 import torch
 
 from StrokePerfusionSegLib import cpufeatures
@@ -22,3 +28,25 @@ def test_this_cpu_agrees_with_torch_and_the_note_says_so():
     note = cpufeatures.describe_bf16()
     assert note.startswith("native bf16") == native
     assert all(flag in note for flag in cpufeatures.native_bf16_flags())
+
+
+def test_usable_cores_follow_the_process_affinity(monkeypatch):
+    if hasattr(os, "sched_getaffinity"):
+        assert cpufeatures.usable_cores() == len(os.sched_getaffinity(0))
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows: the machine's cores
+    assert cpufeatures.usable_cores() == (os.cpu_count() or 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs CPU affinity and two cores")
+def test_a_process_limited_to_one_core_may_use_one():
+    """taskset / a container's cpuset: thread pools are sized by the affinity, not the machine."""
+    code = textwrap.dedent("""
+        import os
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        from StrokePerfusionSegLib import cpufeatures
+        print(cpufeatures.usable_cores(), os.cpu_count())
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    usable, machine = map(int, run.stdout.split())
+    assert usable == 1 and machine >= 2

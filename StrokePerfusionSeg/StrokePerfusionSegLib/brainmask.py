@@ -8,12 +8,12 @@ perfusion analysis deconvolves, what thresholding measures and what the predicto
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import ndimage
 
+from .cpufeatures import usable_cores
 from .errors import InputError
 
 #: Brain parenchyma range of the in-plane 3 x 3 mean of the MIP, in HU. The low end drops CSF
@@ -89,11 +89,6 @@ def _opening(mask: np.ndarray, disk: np.ndarray) -> np.ndarray:
     return ~_erode(~_erode(mask, disk, border=False), disk, border=True)
 
 
-def _workers() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _soft_tissue(mip: np.ndarray, disk: np.ndarray) -> np.ndarray:
     """Soft-tissue voxels of a slab of MIP slices (z, y, x) in HU: the 3 x 3 in-plane mean in
     :data:`BRAIN_MIP_RANGE_HU`, away from vessels and bone, opened by the in-plane ``disk``."""
@@ -133,7 +128,7 @@ def brain_mask_from_mip(mip_hu: np.ndarray, spacing: tuple[float, float, float],
         raise InputError("the MIP holds NaN or infinite values: check the CT perfusion export")
     disk = _disk(OPENING_RADIUS_MM, (spacing[1], spacing[2]))
     tissue = np.empty(mip.shape, bool)
-    edges = np.linspace(0, len(mip), max(1, min(len(mip), workers or _workers())) + 1).round().astype(int)
+    edges = np.linspace(0, len(mip), max(1, min(len(mip), workers or usable_cores())) + 1).round().astype(int)
     slabs = [slice(first, end) for first, end in zip(edges[:-1], edges[1:])]
 
     def fill(slab: slice) -> None:

@@ -1,13 +1,29 @@
-"""Which bf16 the running CPU has: native (AVX512-BF16 or AMX) or emulated.
+"""The running CPU: how many cores this process may use, and which bf16 it has.
 
-CPUs differ between machines: where bf16 is native, bf16 convolutions and matrix products run
-several times faster than fp32; where it is emulated they run slower. The predictor and the
-trainer decide by the flags of the CPU they run on and say which they chose.
+Cores: the process's CPU affinity (a container's cpuset, ``taskset``) where the OS has one,
+so that thread pools are not sized for cores the process cannot run on.
+
+bf16: native (AVX512-BF16 or AMX) or emulated. CPUs differ between machines: where bf16 is
+native, bf16 convolutions and matrix products run several times faster than fp32; where it is
+emulated they run slower. The predictor and the trainer decide by the flags of the CPU they run
+on and say which they chose.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+
+
+def usable_cores() -> int:
+    """Logical CPU cores this process may run on, at least 1.
+
+    Its CPU affinity where the OS has it (Linux), else every core of the machine (macOS,
+    Windows); ``os.process_cpu_count`` of Python 3.13.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 #: CPU flags (as Linux spells them in /proc/cpuinfo) that make bf16 arithmetic native.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")

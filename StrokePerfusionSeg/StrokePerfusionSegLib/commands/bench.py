@@ -103,19 +103,17 @@ def peak_memory_mb(device) -> float:
 def run_benchmark(config, *, slices: int, device: str, precisions, memory_budget_mb: float,
                   repeats: int = 1, log=print) -> dict:
     """Time :func:`predictor.predict` on a synthetic study for each precision; figures as a dict."""
-    import os
-
     import torch
 
     from ..bundle import Bundle
-    from ..cpufeatures import describe_bf16
+    from ..cpufeatures import describe_bf16, usable_cores
     from ..flops import model_cost
     from ..networks import build_model
     from ..predictor import _autocast_dtype, _resolve_device, slices_per_batch
 
     torch_device = _resolve_device(device)
     if torch_device.type == "cpu":
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(usable_cores())
     dtypes = {precision: _autocast_dtype(precision, torch_device) for precision in precisions}
     cost = model_cost(config)
     result = {

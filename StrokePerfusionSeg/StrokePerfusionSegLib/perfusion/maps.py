@@ -9,7 +9,6 @@ definitions of docs/perfusion.md, "Method" (see :mod:`..tracer`).
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 from threadpoolctl import threadpool_limits
 
 from ..brainmask import BRAIN_MIP_RANGE_HU, brain_mask_from_mip
+from ..cpufeatures import usable_cores
 from ..errors import CancelledError, InputError
 from ..perfusionmethods import DEFAULT_METHOD
 from ..tracer import KH, RHO
@@ -289,7 +289,7 @@ def _analyse_slices(ctp_hu, baseline, brain_mask, spacing, smoothing_mm, estimat
         return int(inside.sum())
 
     brain_count, done = int(brain_mask.sum()), 0
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         jobs = [pool.submit(analyse_slice, z) for z in range(brain_mask.shape[0])]
         try:
             for job in jobs:
