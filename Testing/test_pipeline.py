@@ -129,6 +129,10 @@ def test_method_says_what_it_needs(tmp_path):
     assert (loading.reads, loading.required_maps, loading.uses_nihss, loading.display_name) == (
         method.reads, method.required_maps, method.uses_nihss, method.display_name)
     assert loading.bundle.config == method.bundle.config
+    # And a Method made from a loaded Bundle (the library's callers).
+    given = pipeline.resolve_method(method.bundle)
+    assert (given.reads, given.required_maps, given.uses_nihss, given.bundle) == (
+        method.reads, method.required_maps, method.uses_nihss, method.bundle)
 
 
 def _tiny_bundle(folder):

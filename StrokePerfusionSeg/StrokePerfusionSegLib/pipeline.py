@@ -125,10 +125,8 @@ def resolve_method(spec=None, *, background: bool = False) -> Method:
         if spec is None:
             raise InputError("no default model is installed: name a model (id or bundle folder), or use thresholding")
     if hasattr(spec, "model") and hasattr(spec, "config"):
-        config = spec.config
-        reads = tuple(config.inputs)
-        return Method(getattr(spec, "model_id", "model"), reads, _required_maps(reads, config.num_classes),
-                      bool(config.use_nihss), getattr(spec, "version", None), spec)
+        return _network_method(getattr(spec, "model_id", "model"), getattr(spec, "version", None),
+                               _config_needs(spec.config), spec)
     if not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"a method is 'threshold', a model id, a bundle folder or a Bundle, not {type(spec).__name__}")
     from .bundleformat import read_manifest
@@ -138,8 +136,13 @@ def resolve_method(spec=None, *, background: bool = False) -> Method:
     manifest = read_manifest(path)
     needs = _manifest_needs(manifest, path)
     load = functools.partial(_load_as_described, path, needs)
-    model = _in_background(load) if background else load()
-    return Method(manifest["id"], needs[0], _required_maps(needs[0], needs[1]), needs[2], manifest["version"], model)
+    return _network_method(manifest["id"], manifest["version"], needs, _in_background(load) if background else load())
+
+
+def _network_method(name: str, version: str | None, needs: tuple[tuple[str, ...], int, bool], model) -> Method:
+    """The Method of a model with these needs (maps read, number of classes, reads NIHSS)."""
+    reads, num_classes, uses_nihss = needs
+    return Method(name, reads, _required_maps(reads, num_classes), uses_nihss, version, model)
 
 
 def _required_maps(reads: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
@@ -159,13 +162,17 @@ def _manifest_needs(manifest: dict, path) -> tuple[tuple[str, ...], int, bool]:
     return tuple(reads), len(classes), uses_nihss
 
 
+def _config_needs(config) -> tuple[tuple[str, ...], int, bool]:
+    """(maps read, number of classes, reads NIHSS) of a model's architecture."""
+    return tuple(config.inputs), config.num_classes, bool(config.use_nihss)
+
+
 def _load_as_described(path, needs: tuple[tuple[str, ...], int, bool]):
     """The bundle at ``path``, refused unless its architecture needs what its manifest said."""
     from .bundle import load_bundle
 
     bundle = load_bundle(path, device="cpu")
-    config = bundle.config
-    if (tuple(config.inputs), config.num_classes, bool(config.use_nihss)) != needs:
+    if _config_needs(bundle.config) != needs:
         raise InputError(f"bundle {path}: the inputs, classes or uses_nihss in model.json disagree with its "
                          "architecture: export the bundle again")
     return bundle
