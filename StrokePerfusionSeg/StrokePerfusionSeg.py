@@ -549,12 +549,15 @@ class StrokePerfusionSegLogic(ScriptedLoadableModuleLogic):
 
 
 def _installed(requirement: str) -> bool:
-    """Whether an installed distribution satisfies ``requirement`` (e.g. ``scipy>=1.10``)."""
+    """Whether ``requirement`` (e.g. ``scipy>=1.10``) is met here: an installed distribution
+    satisfies it, or its environment marker leaves this platform out (pip would skip it)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from packaging.requirements import Requirement
 
     parsed = Requirement(requirement)
+    if parsed.marker is not None and not parsed.marker.evaluate():
+        return True
     try:
         return parsed.specifier.contains(version(parsed.name), prereleases=True)
     except PackageNotFoundError:

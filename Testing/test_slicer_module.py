@@ -210,6 +210,42 @@ def test_requirements_name_installable_packages():
     assert {"scikit-image", "safetensors"} <= names
 
 
+def module_function(name: str):
+    """A module-level function of the module file, run here without Slicer (it must need none)."""
+    module = ast.parse(MODULE_FILE.read_text())
+    (node,) = [node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == name]
+    namespace: dict = {}
+    exec(compile(ast.Module([node], type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
+    return namespace[name]
+
+
+def test_requirement_check_evaluates_environment_markers():
+    """A requirement whose marker leaves this platform out is met (pip skips it): otherwise Apply
+    would ask to install it on every run there (isal on macOS Intel)."""
+    installed = module_function("_installed")
+    assert installed("numpy>=1.0") and not installed("numpy>=999")
+    assert not installed("no-such-distribution-here>=1")
+    assert installed("no-such-distribution-here>=1; sys_platform == 'no-such-platform'")
+    assert not installed("no-such-distribution-here>=1; python_version >= '3'")
+    assert not installed("numpy>=999; python_version >= '3'")
+
+
+def test_requirements_are_the_librarys_and_met_here():
+    """Each line of requirements.txt is a dependency of pyproject.toml as written there, and met
+    in this environment (where the library is installed)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from packaging.requirements import Requirement
+
+    lines = [line.strip() for line in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    library = {str(Requirement(line)) for line in
+               tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert {str(Requirement(line)) for line in lines} <= library
+    assert "isal" in {Requirement(line).name for line in lines}
+    installed = module_function("_installed")
+    assert all(installed(line) for line in lines)
+
+
 def test_perfusion_method_combo_offers_every_method_and_defaults_to_the_product_default():
     from StrokePerfusionSegLib.perfusionmethods import DEFAULT_METHOD, METHODS
 
