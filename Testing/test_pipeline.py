@@ -161,6 +161,9 @@ def test_model_loading_in_the_background_is_refused_where_it_is_needed(lvo_case,
 
     method = pipeline.resolve_method(str(folder), background=True)
     assert method.is_network and method.required_maps == ("cbf", "tmax", "mip")
+    with pytest.raises(InputError, match="fails its sha256 check"):
+        method.bundle
+    assert not method.model_ready  # so the study's input errors still come first
     study = Study("s1", lvo_case.geometry, {name: lvo_case.maps[name] for name in MAPS})
     for _ in range(2):
         with pytest.raises(InputError, match="fails its sha256 check"):
@@ -177,7 +180,10 @@ def test_model_loading_in_the_background_gives_the_loaded_result(lvo_case, tmp_p
 
     folder = _tiny_bundle(tmp_path)
     study = Study("s1", lvo_case.geometry, {name: lvo_case.maps[name] for name in MAPS})
-    loading = pipeline.segment_study(study, pipeline.resolve_method(str(folder), background=True), device="cpu")
+    method = pipeline.resolve_method(str(folder), background=True)
+    loading = pipeline.segment_study(study, method, device="cpu")
+    # Loaded now: the next study's mask is made as with a model at hand (beside a GPU's network).
+    assert method.model_ready and pipeline.resolve_method(str(folder)).model_ready
     loaded = pipeline.segment_study(study, pipeline.resolve_method(str(folder)), device="cpu")
     assert np.array_equal(loading.labels, loaded.labels) and loading.notes == loaded.notes
     assert {"wait_model", "segment"} <= set(loading.timings) and {"wait_model", "segment"} <= set(loaded.timings)

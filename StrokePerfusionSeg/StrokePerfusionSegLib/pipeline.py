@@ -71,9 +71,11 @@ class Method:
         return self.model is not None
 
     @property
-    def loads_in_background(self) -> bool:
-        """The model was resolved with ``background=True``: :attr:`bundle` may still wait."""
-        return isinstance(self.model, Future)
+    def model_ready(self) -> bool:
+        """The model is at hand: loaded at once, or loaded in the background with success
+        (False while it loads, or when its load failed)."""
+        model = self.model
+        return not isinstance(model, Future) or (model.done() and model.exception() is None)
 
     @property
     def bundle(self):
@@ -293,10 +295,10 @@ def segment_study(
         )
     timings = dict(study.timings)
     runs = THRESHOLD
-    if method.loads_in_background:  # the predictor makes the brain mask, then waits for the model
-        runs = lambda: method.bundle
-    elif method.is_network:
-        runs = method.bundle
+    if method.is_network:
+        # A model not at hand yet: the predictor checks the maps and makes the brain mask first,
+        # then waits (and raises the load's error after the study's own input errors).
+        runs = method.bundle if method.model_ready else (lambda: method.bundle)
     start = time.perf_counter()
     prediction = predict(
         {name: study.maps[name] for name in method.reads},
