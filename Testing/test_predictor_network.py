@@ -3,6 +3,9 @@ cancel, determinism, precision and every bad input."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
+
 import numpy as np
 import pytest
 import torch
@@ -251,25 +254,31 @@ def test_bad_inputs_are_one_line_input_errors(bundle, study):
         assert "\n" not in str(error.value)
 
 
+def loading(bundle, after_s: float = 0.2) -> Future:
+    """A model still loading (as the command line's, in a thread), ready after ``after_s``."""
+    future = Future()
+    threading.Timer(after_s, future.set_result, [bundle]).start()
+    return future
+
+
 def test_a_model_still_loading_gives_the_loaded_models_result_and_errors(bundle, study):
-    """A callable (the command line's model loading in a thread) is called once, and the result,
-    notes and input errors are those of the loaded bundle."""
+    """A Future of the bundle (the command line's model loading in a thread) is waited for, and
+    the result, notes and input errors are those of the loaded bundle."""
     images, mip = study
     grey_mip = colourcoding.encode_rgb(mip, "mip")  # decoded with a note: notes keep their order
     for given_mip in (mip, grey_mip):
-        calls = []
-        loading = predict(images, SPACING, method=lambda: calls.append(1) or bundle, mip=given_mip)
+        loading_result = predict(images, SPACING, method=loading(bundle), mip=given_mip)
         loaded = predict(images, SPACING, method=bundle, mip=given_mip)
-        assert calls == [1] and loading.notes == loaded.notes
-        assert np.array_equal(loading.labels, loaded.labels)
-        assert np.array_equal(loading.probabilities, loaded.probabilities)
-        assert loading.timings["wait_model_s"] >= 0 and "wait_model_s" not in loaded.timings
+        assert loading_result.notes == loaded.notes
+        assert np.array_equal(loading_result.labels, loaded.labels)
+        assert np.array_equal(loading_result.probabilities, loaded.probabilities)
+        assert loading_result.timings["wait_model_s"] >= 0 and "wait_model_s" not in loaded.timings
     for overrides, message in _bad_inputs(images, mip):
         if "method" in overrides:
             continue
         arguments = {**dict(images=images, spacing=SPACING, method=bundle, mip=mip), **overrides}
         messages = []
-        for method in (bundle, lambda: bundle):
+        for method in (bundle, loading(bundle, 0.0)):
             with pytest.raises(InputError, match=message) as error:
                 predict(arguments["images"], arguments["spacing"], **{
                     **{k: v for k, v in arguments.items() if k not in ("images", "spacing")}, "method": method})
@@ -279,18 +288,15 @@ def test_a_model_still_loading_gives_the_loaded_models_result_and_errors(bundle,
 
 def test_brain_mask_is_made_before_a_loading_model_is_needed(study):
     """The mask is made while the model loads: a MIP with no brain tissue is the user's error,
-    reported before the model is waited for (here: a load that would fail)."""
+    reported before the model is waited for (here: a load that failed)."""
     images, mip = study
     no_brain = np.where(mip > 300, mip, 0.0).astype(np.float32)  # bone and air, no soft tissue
-    calls = []
-
-    def broken_load():
-        calls.append(1)
-        raise InputError("weights.safetensors fails its sha256 check")
-
+    failed = Future()
+    failed.set_exception(InputError("weights.safetensors fails its sha256 check"))
     with pytest.raises(InputError, match="brain mask is empty"):
-        predict(images, SPACING, method=broken_load, mip=no_brain)
-    assert calls == []
+        predict(images, SPACING, method=failed, mip=no_brain)
+    with pytest.raises(InputError, match="sha256"):
+        predict(images, SPACING, method=failed, mip=mip)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")

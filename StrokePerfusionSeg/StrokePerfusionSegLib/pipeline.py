@@ -298,7 +298,7 @@ def segment_study(
     if method.is_network:
         # A model not at hand yet: the predictor checks the maps and makes the brain mask first,
         # then waits (and raises the load's error after the study's own input errors).
-        runs = method.bundle if method.model_ready else (lambda: method.bundle)
+        runs = method.bundle if method.model_ready else method.model
     start = time.perf_counter()
     prediction = predict(
         {name: study.maps[name] for name in method.reads},

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,12 +99,12 @@ def predict(
         may also be given here for the brain mask.
     spacing : (3,) sequence of float
         Voxel size ``(z, y, x)`` in mm.
-    method : Bundle, callable() -> Bundle, or "threshold"
+    method : Bundle, Future of a Bundle, or "threshold"
         A model bundle (anything with ``.model`` and ``.config``, see :mod:`.bundle`) or the
         threshold method. The bundle's model is left in eval mode on ``device`` (channels-last).
-        A callable stands for a model still loading (in another thread): the brain mask is
-        then made from the MIP first, and the callable is called once, where the model is
-        first needed (its wait is ``wait_model_s`` in the timings).
+        A ``concurrent.futures.Future`` is a model still loading in another thread: the brain
+        mask is then made from the MIP first, and the model waited for where it is first
+        needed (``wait_model_s`` in the timings; a failed load raises its error there).
     nihss : int or None
         NIHSS score 0..42; required when the model reads it.
     mip : (z, y, x) ndarray or None
@@ -137,12 +137,12 @@ def predict(
             raise InputError(f"unknown method '{method}': give a model bundle or 'threshold'")
         return _predict_threshold(images, spacing, mip, brain_mask, threshold_params, start)
     premade_mask, waited = None, None
-    if callable(method) and not _is_bundle(method):
+    if isinstance(method, Future):
         premade_mask = _mask_while_loading(images, mip, brain_mask, spacing)
         waiting = time.perf_counter()
-        method = method()
+        method = method.result()
         waited = time.perf_counter() - waiting
-    if not _is_bundle(method):
+    if not (hasattr(method, "model") and hasattr(method, "config")):
         raise InputError(
             f"method must be a model bundle (bundle.load_bundle) or 'threshold', got {type(method).__name__}"
         )
@@ -150,10 +150,6 @@ def predict(
         images, spacing, method, nihss, mip, brain_mask, premade_mask, device, progress, cancel, memory_budget_mb,
         precision, start, waited,
     )
-
-
-def _is_bundle(method) -> bool:
-    return hasattr(method, "model") and hasattr(method, "config")
 
 
 # --- checks -------------------------------------------------------------------------------
