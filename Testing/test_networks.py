@@ -228,3 +228,37 @@ def test_fused_skips_give_the_concatenating_forward(channels_last):
     with torch.no_grad():
         torch.testing.assert_close(model(images, nihss), _concatenating_forward(model, images, nihss),
                                    rtol=1e-5, atol=1e-6)
+
+
+def _autograd_node_names(output: torch.Tensor) -> set[str]:
+    names, seen, pending = set(), set(), [output.grad_fn]
+    while pending:
+        node = pending.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        pending.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_training_forward_concatenates_skips_and_gives_the_concatenating_gradients(channels_last):
+    """With autograd the skips are joined by ``cat``, whose backward hands out views: a write into
+    a preallocated buffer (the inference layout) costs the backward a copy of the whole buffer's
+    gradient per write (one ``CopySlices`` node each)."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch="SF", inputs=PMS, use_nihss=True, dropout=0.0, **SMALL)
+    model = build_model(config)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    images, nihss = images_for(config), torch.tensor([3.0, 20.0])
+    logits = model(images, nihss)
+    names = _autograd_node_names(logits)
+    assert "CopySlices" not in names and "CatBackward0" in names
+    logits.square().mean().backward()
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    _concatenating_forward(model, images, nihss).square().mean().backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(gradients[name], p.grad, rtol=1e-5, atol=1e-7, msg=name)

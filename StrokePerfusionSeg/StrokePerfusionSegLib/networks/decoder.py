@@ -30,8 +30,8 @@ def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def fused_skips(branch_skips: Sequence[Sequence[torch.Tensor]], up_channels: Sequence[int]) -> list[torch.Tensor]:
-    """Every level's skip features of all branches, written once into the decoder's input.
+def fused_skips(branch_skips: Sequence[Sequence[torch.Tensor]], up_channels: Sequence[int]) -> list:
+    """Every level's skip features of all branches, laid out for the decoder (:func:`joined`).
 
     Parameters
     ----------
@@ -40,10 +40,19 @@ def fused_skips(branch_skips: Sequence[Sequence[torch.Tensor]], up_channels: Seq
 
     Returns
     -------
-    list of ``(B, up + n * c, h, w)`` tensors, one per level, in the skips' dtype and memory
-    format: channels ``[0, up)`` left for the decoder, then each branch's skip in branch order.
-    This is ``cat([up, cat(skips)])`` with the skips copied once instead of twice.
+    list, one entry per level:
+
+    * without autograd (inference): a ``(B, up + n * c, h, w)`` tensor in the skips' dtype and
+      memory format, channels ``[0, up)`` left for the decoder, then each branch's skip in
+      branch order: ``cat([up, cat(skips)])`` with the skips copied once instead of twice, and
+      the per-branch features freed before the decoder runs;
+    * with autograd (training): the level's skips, concatenated behind the up-convolution's
+      output in one ``cat``. Writes into a buffer would cost the backward pass a copy of the
+      whole buffer's gradient per write (one autograd ``CopySlices`` node each); ``cat``'s
+      backward hands out views. The values are the same copies either way.
     """
+    if torch.is_grad_enabled():
+        return [tuple(skips) for skips in zip(*branch_skips)]
     fused = []
     for level, skips in enumerate(zip(*branch_skips)):
         first = skips[0]
@@ -61,12 +70,20 @@ def fused_skips(branch_skips: Sequence[Sequence[torch.Tensor]], up_channels: Seq
     return fused
 
 
-class DecoderStage(nn.Module):
-    """Two 3x3 convs + ReLU, a 2x2 stride-2 transposed conv + ReLU, written in front of the
-    skip features of that resolution (:func:`fused_skips`).
+def joined(up: torch.Tensor, level) -> torch.Tensor:
+    """``up`` on channels in front of one level of :func:`fused_skips`: ``cat([up, *skips], 1)``."""
+    if isinstance(level, torch.Tensor):
+        level[:, : up.shape[1]] = up
+        return level
+    return torch.cat([up, *level], dim=1)
 
-    Shapes: ``x (B, in_channels, h, w)``, ``fused (B, channels + skip_channels, 2h, 2w)``
-    -> ``fused`` with its first ``channels`` filled.
+
+class DecoderStage(nn.Module):
+    """Two 3x3 convs + ReLU, a 2x2 stride-2 transposed conv + ReLU, put in front of the
+    skip features of that resolution (:func:`fused_skips`, :func:`joined`).
+
+    Shapes: ``x (B, in_channels, h, w)``, ``fused``: one level of :func:`fused_skips` at ``2h``
+    -> ``(B, channels + skip_channels, 2h, 2w)``.
     """
 
     def __init__(self, in_channels: int, channels: int):
@@ -75,9 +92,8 @@ class DecoderStage(nn.Module):
         self.convs = _double_conv(in_channels, channels)
         self.up = _up(channels, channels)
 
-    def forward(self, x: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-        fused[:, : self.channels] = self.up(self.convs(x))
-        return fused
+    def forward(self, x: torch.Tensor, fused) -> torch.Tensor:
+        return joined(self.up(self.convs(x)), fused)
 
 
 class SlowFusionDecoder(nn.Module):
@@ -129,10 +145,9 @@ class SlowFusionDecoder(nn.Module):
         """Channels the decoder puts in front of each level's skips, block1 to block5 order."""
         return (*(stage.channels for stage in reversed(self.stages)), self.first_up[0].out_channels)
 
-    def forward(self, x: torch.Tensor, fused: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fused: Sequence) -> torch.Tensor:
         """``fused``: the skips of every level as :func:`fused_skips` lays them out for this decoder."""
-        fused[4][:, : self.up_channels[4]] = self.first_up(x)
-        x = fused[4]
+        x = joined(self.first_up(x), fused[4])
         for stage, level in zip(self.stages, reversed(fused[:4])):
             x = stage(x, level)
         return self.head(x)
