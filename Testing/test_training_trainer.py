@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import pytest
 import torch
 
@@ -9,7 +12,9 @@ from StrokePerfusionSegLib.networks import build_model
 from strokeperfusionseg_training.checkpoints import EarlyStopping, RunCheckpoints
 from strokeperfusionseg_training.config import TrainConfig
 from training_cases import split_case_list
-from strokeperfusionseg_training.trainer import fit, load_run_model, read_metrics
+from strokeperfusionseg_training.trainer import (
+    autocast_context, fit, in_training_layout, load_run_model, read_metrics,
+)
 
 PMS = ["cbf", "cbv", "ttp", "tmax"]
 
@@ -168,3 +173,40 @@ def test_a_run_starts_from_a_bundle_of_the_same_model_and_refuses_another(cases,
     other_size = TrainConfig(**(_config(image_size=64).to_dict() | {"init_from": str(bundle)}))
     with pytest.raises(InputError, match="differs from the run's"):
         fit(other_size, cases, tmp_path / "mismatch", progress=False)
+
+
+def _channels_last(model) -> bool:
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    assert weights
+    if all(w.is_contiguous() for w in weights):
+        return False
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in weights)
+    return True
+
+
+@pytest.mark.parametrize("capability, mkldnn, expected", [
+    ("AVX2", True, True), ("AVX512", True, True), ("DEFAULT", True, False), ("AVX2", False, False),
+])
+def test_cpu_training_layout_follows_the_running_cpu(monkeypatch, capability, mkldnn, expected):
+    """Channels-last where oneDNN has its vectorised kernels, in fp32 as in bf16."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: mkldnn)
+    model = in_training_layout(_initial_model(_config()), torch.device("cpu"))
+    assert _channels_last(model) == expected
+
+
+def test_cuda_trains_channels_last_under_autocast(monkeypatch):
+    """The CUDA path's decisions (no GPU here: the model is not moved, autocast not entered):
+    channels-last whatever the CPU, bf16 autocast where the GPU has it, else fp16 with a gradient scaler."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    assert _channels_last(in_training_layout(_initial_model(_config()), cuda))
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "CUDA is not available": autocast disabled here
+            context, needs_scaler = autocast_context("auto", cuda)
+        assert isinstance(context, torch.autocast) and context.device == "cuda" and context.fast_dtype == dtype
+        assert needs_scaler == (not bf16)
+    context, needs_scaler = autocast_context("fp32", cuda)
+    assert isinstance(context, contextlib.nullcontext) and not needs_scaler

@@ -85,13 +85,30 @@ def resolved_precision(precision: str, device: torch.device) -> str:
     return "bf16" if native_bf16_flags() else "fp32"
 
 
-def in_training_layout(model: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
-    """``model`` in channels-last (2D models) where that is the native fast path: on CUDA and
-    for bf16 on a CPU with native bf16. fp32 CPU training stays contiguous, where channels-last
-    gave no measurable gain and changes the summation order of the gradients (a data-parallel
-    run then drifts from a one-process run beyond Adam's tolerance)."""
-    if device.type == "cuda" or (resolved_precision(precision, device) == "bf16" and native_bf16_flags()):
-        to_channels_last(model)
+#: torch CPU capabilities (``torch.backends.cpu.get_cpu_capability()``) where oneDNN runs 2D
+#: convolutions fastest in channels-last, its vectorised NHWC kernels, in fp32 as in bf16 (narrow
+#: layers most: measured in docs/training.md).
+CHANNELS_LAST_CPU_CAPABILITIES = ("AVX2", "AVX512")
+
+
+def channels_last_on_cpu() -> bool:
+    """Whether this CPU trains 2D models in channels-last: oneDNN present and the running CPU
+    AVX2 or AVX512 (the capability torch dispatches its own kernels by)."""
+    return torch.backends.mkldnn.is_available() and \
+        torch.backends.cpu.get_cpu_capability() in CHANNELS_LAST_CPU_CAPABILITIES
+
+
+def in_training_layout(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` in channels-last (2D models) where that is the native fast path: on CUDA, and on
+    CPUs where :func:`channels_last_on_cpu` (any precision); contiguous elsewhere."""
+    if device.type == "cuda":
+        return to_channels_last(model)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if channels_last_on_cpu():
+        log.info("training layout on the CPU: channels-last (oneDNN, %s)", capability)
+        return to_channels_last(model)
+    log.info("training layout on the CPU: contiguous (CPU capability %s, oneDNN %s)", capability,
+             "present" if torch.backends.mkldnn.is_available() else "absent")
     return model
 
 
@@ -356,7 +373,7 @@ class _Fitter:
         self.autocast, needs_scaler = autocast_context(config.precision, self.device)
         self.loss_fn = build_loss(config)
         model = build_model(self.model_config, imagenet_weights=config.imagenet_weights).to(self.device)
-        in_training_layout(model, config.precision, self.device)
+        in_training_layout(model, self.device)
         if self.resume_state is None:
             if config.init_from:
                 model.load_state_dict(bundle_weights(config.init_from, self.model_config))
