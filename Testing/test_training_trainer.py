@@ -13,7 +13,7 @@ from strokeperfusionseg_training.checkpoints import EarlyStopping, RunCheckpoint
 from strokeperfusionseg_training.config import TrainConfig
 from training_cases import split_case_list
 from strokeperfusionseg_training.trainer import (
-    autocast_context, fit, in_training_layout, load_run_model, read_metrics,
+    autocast_context, build_optimizer, fit, in_training_layout, load_run_model, read_metrics,
 )
 
 PMS = ["cbf", "cbv", "ttp", "tmax"]
@@ -210,3 +210,20 @@ def test_cuda_trains_channels_last_under_autocast(monkeypatch):
         assert needs_scaler == (not bf16)
     context, needs_scaler = autocast_context("fp32", cuda)
     assert isinstance(context, contextlib.nullcontext) and not needs_scaler
+
+
+def test_the_optimiser_updates_all_tensors_at_once_with_the_per_tensor_results():
+    """One multi-tensor Adam update (on a CPU torch's default is a loop over the tensors):
+    the same optimiser, identical weights."""
+    config = _config()
+    models = [_initial_model(config) for _ in range(2)]
+    optimizers = [build_optimizer(models[0].parameters(), config),
+                  torch.optim.Adam(models[1].parameters(), lr=config.lr, foreach=False)]
+    assert optimizers[0].defaults["foreach"] and optimizers[0].defaults["lr"] == config.lr
+    for step in range(3):
+        for model, optimizer in zip(models, optimizers):
+            for index, parameter in enumerate(model.parameters()):
+                parameter.grad = torch.full_like(parameter, (-1.0) ** (index + step) * 1e-3 * (step + 1))
+            optimizer.step()
+    for trained, reference in zip(*(model.parameters() for model in models)):
+        assert torch.equal(trained, reference)

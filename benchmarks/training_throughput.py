@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     from StrokePerfusionSegLib.cpufeatures import describe_bf16
     from StrokePerfusionSegLib.flops import model_cost
     from strokeperfusionseg_training.trainer import (
-        Distributed, autocast_context, build_loss, in_training_layout, optimizer_step, per_slice_loss,
-        resolved_precision, select_device,
+        Distributed, autocast_context, build_loss, build_optimizer, in_training_layout, optimizer_step,
+        per_slice_loss, resolved_precision, select_device,
     )
 
     _, (run,) = plan_experiment(args.config, dict(parse_override(t) for t in args.overrides))
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = build_model(model_config, imagenet_weights=None).to(device).train()
     in_training_layout(model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = build_optimizer(model.parameters(), config)
     autocast, needs_scaler = autocast_context(config.precision, device)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
     loss_fn = build_loss(config).to(device)
