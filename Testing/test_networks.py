@@ -17,6 +17,7 @@ from StrokePerfusionSegLib.networks import (
     torchvision_cache_file,
 )
 
+from autograd_graph import autograd_node_names
 from programmer_errors import raises_programmer_error
 
 PMS = ("cbf", "cbv", "ttp", "tmax")
@@ -230,18 +231,6 @@ def test_fused_skips_give_the_concatenating_forward(channels_last):
                                    rtol=1e-5, atol=1e-6)
 
 
-def _autograd_node_names(output: torch.Tensor) -> set[str]:
-    names, seen, pending = set(), set(), [output.grad_fn]
-    while pending:
-        node = pending.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        names.add(type(node).__name__)
-        pending.extend(next_node for next_node, _ in node.next_functions)
-    return names
-
-
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_training_forward_concatenates_skips_and_gives_the_concatenating_gradients(channels_last):
     """With autograd the skips are joined by ``cat``, whose backward hands out views: a write into
@@ -254,7 +243,7 @@ def test_training_forward_concatenates_skips_and_gives_the_concatenating_gradien
         model.to(memory_format=torch.channels_last)
     images, nihss = images_for(config), torch.tensor([3.0, 20.0])
     logits = model(images, nihss)
-    names = _autograd_node_names(logits)
+    names = autograd_node_names(logits)
     assert "CopySlices" not in names and "CatBackward0" in names
     logits.square().mean().backward()
     gradients = {name: p.grad.clone() for name, p in model.named_parameters()}

@@ -11,9 +11,11 @@ import torch
 from StrokePerfusionSegLib.networks import build_model
 from strokeperfusionseg_training.checkpoints import EarlyStopping, RunCheckpoints
 from strokeperfusionseg_training.config import TrainConfig
+from autograd_graph import autograd_node_names
 from training_cases import split_case_list
 from strokeperfusionseg_training.trainer import (
-    autocast_context, build_optimizer, fit, in_training_layout, load_run_model, read_metrics,
+    autocast_context, build_loss, build_optimizer, fit, in_training_layout, load_run_model, per_slice_loss,
+    read_metrics,
 )
 
 PMS = ["cbf", "cbv", "ttp", "tmax"]
@@ -227,3 +229,22 @@ def test_the_optimiser_updates_all_tensors_at_once_with_the_per_tensor_results()
             optimizer.step()
     for trained, reference in zip(*(model.parameters() for model in models)):
         assert torch.equal(trained, reference)
+
+
+def test_per_slice_losses_split_the_batch_once_with_the_indexed_values_and_gradients():
+    """Indexing slice i of the logits costs the backward a zero-filled tensor of the whole
+    batch's shape per slice; split hands the slices' gradients back in one concatenation."""
+    config = _config()
+    loss_fn = build_loss(config)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 4, 16, 16, generator=generator).contiguous(memory_format=torch.channels_last)
+    logits.requires_grad_()
+    target = torch.randint(0, 4, (4, 16, 16), generator=generator)
+    weight = torch.rand(4, 4, generator=generator) + 0.5
+    losses = per_slice_loss(loss_fn, logits, target, weight)
+    assert "SliceBackward0" not in autograd_node_names(losses)
+    (gradient,) = torch.autograd.grad(losses.mean(), logits)
+    indexed = torch.stack([loss_fn(logits[i:i + 1], target[i:i + 1], sample_weights=weight[i:i + 1])
+                           for i in range(4)])
+    (indexed_gradient,) = torch.autograd.grad(indexed.mean(), logits)
+    assert torch.equal(losses, indexed) and torch.equal(gradient, indexed_gradient)

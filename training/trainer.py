@@ -169,9 +169,11 @@ def per_slice_loss(loss_fn, logits, target, weight, class_sets=None) -> torch.Te
             from StrokePerfusionSegLib.losses import marginal_log_probabilities
 
             logits = marginal_log_probabilities(logits, class_sets)
+    # split, not indexing: the backward of B slices would be B zero-filled tensors of the whole
+    # batch's shape, summed; split's is one concatenation (the same values).
     return torch.stack([
-        loss_fn(logits[i:i + 1].float(), target[i:i + 1], sample_weights=weight[i:i + 1])
-        for i in range(logits.shape[0])
+        loss_fn(one_logits.float(), one_target, sample_weights=one_weight)
+        for one_logits, one_target, one_weight in zip(logits.split(1), target.split(1), weight.split(1))
     ])
 
 
