@@ -284,10 +284,10 @@ def _mask_while_loading(images, mip, given, spacing) -> tuple[list[str], Callabl
     source = mip if mip is not None else images.get("mip")
     if given is not None or source is None:
         return None
-    shapes = {array.shape[:3] if is_colour_coded(array) else array.shape
-              for array in map(np.asarray, [*images.values(), source])}
-    grid = shapes.pop()
-    if shapes or len(grid) != 3:
+    arrays = {**images, "MIP for the brain mask": source}  # a distinct key: both MIPs, when both are given
+    try:
+        grid = _check_grid(arrays, list(arrays))
+    except InputError:  # reported after the wait, by the model's own checks
         return None
     notes: list[str] = []
     mask = _brain_mask_maker(mip, None, images, spacing, grid, notes)()
